@@ -1,0 +1,124 @@
+"""Speed of every cell and backend against torch.nn.LSTM at the same shape.
+
+    python -m benchmarks.cells [--steps 100 --batch 64 --size 256 --repeats 20 --json]
+
+For each device (CPU, and CUDA when present), cell and backend: forward milliseconds (inference, no autograd
+graph) and forward+backward milliseconds (training), each the median of the repeats after warm-up, and each
+row's ratio to torch.nn.LSTM measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from rnn_core import CELLS, Recurrent
+
+
+def _timed(fn: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> float:
+    """Median milliseconds of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def _measure(module: torch.nn.Module, x: torch.Tensor, device, warmup, repeats) -> tuple[float, float]:
+    def forward():
+        with torch.no_grad():
+            module(x)
+
+    def forward_backward():
+        out, _ = module(x)
+        out.sum().backward()
+
+    return _timed(forward, device, warmup, repeats), _timed(forward_backward, device, warmup, repeats)
+
+
+def run(steps: int, batch: int, size: int, repeats: int, warmup: int, devices: list[str]) -> list[dict]:
+    rows = []
+    for device_name in devices:
+        device = torch.device(device_name)
+        torch.manual_seed(0)
+        x = torch.randn(batch, steps, size, device=device, requires_grad=True)
+        reference = torch.nn.LSTM(size, size, batch_first=True).to(device)
+        ref_fwd, ref_fb = _measure(reference, x, device, warmup, repeats)
+        rows.append(_row(device_name, "torch.nn.LSTM", "-", ref_fwd, ref_fb, ref_fwd, ref_fb))
+        for cell in CELLS:
+            for backend in ("torch", "fused", "loop"):
+                if backend == "torch" and CELLS[cell].torch_kernel is None:
+                    continue
+                module = Recurrent(cell, size, size, backend=backend).to(device)
+                fwd, fb = _measure(module, x, device, warmup, repeats)
+                rows.append(_row(device_name, cell, backend, fwd, fb, ref_fwd, ref_fb))
+    return rows
+
+
+def _row(device, cell, backend, fwd, fb, ref_fwd, ref_fb) -> dict:
+    return {
+        "device": device,
+        "cell": cell,
+        "backend": backend,
+        "forward_ms": round(fwd, 2),
+        "forward_backward_ms": round(fb, 2),
+        "forward_ratio_to_nn_lstm": round(fwd / ref_fwd, 2),
+        "forward_backward_ratio_to_nn_lstm": round(fb / ref_fb, 2),
+    }
+
+
+def _table(rows: list[dict]) -> str:
+    header = f"{'device':<7}{'cell':<15}{'backend':<8}{'fwd ms':>9}{'x LSTM':>8}{'fwd+bwd ms':>12}{'x LSTM':>8}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r['device']:<7}{r['cell']:<15}{r['backend']:<8}{r['forward_ms']:>9.2f}"
+            f"{r['forward_ratio_to_nn_lstm']:>8.2f}{r['forward_backward_ms']:>12.2f}"
+            f"{r['forward_backward_ratio_to_nn_lstm']:>8.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=100, help="sequence length T")
+    parser.add_argument("--batch", type=int, default=64, help="batch size")
+    parser.add_argument("--size", type=int, default=256, help="input and hidden size")
+    parser.add_argument("--repeats", type=int, default=20, help="timed repeats per row (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
+    parser.add_argument("--device", action="append", help="cpu or cuda; repeatable (default: cpu, and cuda if present)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    rows = run(args.steps, args.batch, args.size, args.repeats, args.warmup, devices)
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "shape": {"steps": args.steps, "batch": args.batch, "input": args.size, "hidden": args.size},
+    }
+    if args.json:
+        print(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    else:
+        print(
+            f"T={args.steps}, batch {args.batch}, input = hidden = {args.size}; median of {args.repeats} after "
+            f"{args.warmup} warm-up; torch {meta['torch']}, {meta['threads']} threads"
+        )
+        print(_table(rows))
+
+
+if __name__ == "__main__":
+    main()

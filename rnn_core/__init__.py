@@ -1,0 +1,24 @@
+"""rnn_core: recurrent cells, Recurrent over time, attention, decoding and encoders in pure PyTorch."""
+
+from rnn_core.cells import (
+    CELLS,
+    CoupledLSTMCell,
+    ElmanCell,
+    GRUCell,
+    LSTMCell,
+    PeepholeLSTMCell,
+    RecurrentCell,
+)
+from rnn_core.recurrent import BACKENDS, Recurrent
+
+__all__ = [
+    "BACKENDS",
+    "CELLS",
+    "CoupledLSTMCell",
+    "ElmanCell",
+    "GRUCell",
+    "LSTMCell",
+    "PeepholeLSTMCell",
+    "Recurrent",
+    "RecurrentCell",
+]
