@@ -21,32 +21,39 @@ import torch
 from rnn_core import CELLS, Recurrent
 
 
-def _timed(fn: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> float:
-    """Median milliseconds of ``fn`` after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
-def _measure(module: torch.nn.Module, x: torch.Tensor, device, warmup, repeats) -> tuple[float, float]:
-    def forward():
+def _forward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run():
         with torch.no_grad():
             module(x)
 
-    def forward_backward():
+    return run
+
+
+def _forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run():
         out, _ = module(x)
         out.sum().backward()
 
-    return _timed(forward, device, warmup, repeats), _timed(forward_backward, device, warmup, repeats)
+    return run
+
+
+def _interleaved_medians(fns: list[Callable[[], None]], device, warmup: int, repeats: int) -> list[float]:
+    """Median milliseconds of each function; the repeats go round-robin over all functions, so a slow spell of
+    the machine hits every row alike instead of one row wholly."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, kept in zip(fns, times, strict=True):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            kept.append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(kept) for kept in times]
 
 
 def run(steps: int, batch: int, size: int, repeats: int, warmup: int, devices: list[str]) -> list[dict]:
@@ -55,16 +62,15 @@ def run(steps: int, batch: int, size: int, repeats: int, warmup: int, devices: l
         device = torch.device(device_name)
         torch.manual_seed(0)
         x = torch.randn(batch, steps, size, device=device, requires_grad=True)
-        reference = torch.nn.LSTM(size, size, batch_first=True).to(device)
-        ref_fwd, ref_fb = _measure(reference, x, device, warmup, repeats)
-        rows.append(_row(device_name, "torch.nn.LSTM", "-", ref_fwd, ref_fb, ref_fwd, ref_fb))
-        for cell in CELLS:
+        modules = {("torch.nn.LSTM", "-"): torch.nn.LSTM(size, size, batch_first=True).to(device)}
+        for cell, cell_type in CELLS.items():
             for backend in ("torch", "fused", "loop"):
-                if backend == "torch" and CELLS[cell].torch_kernel is None:
-                    continue
-                module = Recurrent(cell, size, size, backend=backend).to(device)
-                fwd, fb = _measure(module, x, device, warmup, repeats)
-                rows.append(_row(device_name, cell, backend, fwd, fb, ref_fwd, ref_fb))
+                if backend != "torch" or cell_type.torch_kernel is not None:
+                    modules[cell, backend] = Recurrent(cell, size, size, backend=backend).to(device)
+        forward = _interleaved_medians([_forward(m, x) for m in modules.values()], device, warmup, repeats)
+        both = _interleaved_medians([_forward_backward(m, x) for m in modules.values()], device, warmup, repeats)
+        for (cell, backend), fwd, fb in zip(modules, forward, both, strict=True):
+            rows.append(_row(device_name, cell, backend, fwd, fb, forward[0], both[0]))
     return rows
 
 
