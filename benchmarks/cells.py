@@ -98,6 +98,15 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0]}, {len(names)} cores" if names else platform.processor() or platform.machine()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=100, help="sequence length T")
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     meta = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
+        "machine": _cpu_name(),
         "shape": {"steps": args.steps, "batch": args.batch, "input": args.size, "hidden": args.size},
     }
     if args.json:
@@ -121,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(
             f"T={args.steps}, batch {args.batch}, input = hidden = {args.size}; median of {args.repeats} after "
-            f"{args.warmup} warm-up; torch {meta['torch']}, {meta['threads']} threads"
+            f"{args.warmup} warm-up; torch {meta['torch']}, {meta['threads']} threads; {meta['machine']}"
         )
         print(_table(rows))
 
