@@ -1,0 +1,318 @@
+"""A recurrent decoder with optional attention, and greedy and batched beam search over any step function.
+
+RecurrentDecoder (Luong et al. 2015 wiring, any score function of rnn_core.attention):
+    h_t      = cells([E y_{t-1}; a_{t-1} if input feeding], state)
+    c_t, w_t = attention(h_t, memory)
+    a_t      = tanh(W_c [h_t; c_t])          (a_t = h_t without attention)
+    p(y_t)   = softmax(W_o a_t)              (W_o = E with tied embeddings)
+Without input feeding and with full teacher forcing, the cells run over the whole target at once (one Recurrent
+call: cuDNN or the fused BPTT) and attention over all steps as one batched product.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnn_core.attention import ATTENTION_KINDS, Attention
+from rnn_core.cells import RecurrentCell
+from rnn_core.recurrent import Recurrent
+
+RecurrentState = Tensor | tuple[Tensor, ...]
+#: what a decoder carries from step to step: (recurrent state in torch.nn's layout, attentional vector or None)
+DecoderState = tuple[RecurrentState, Tensor | None]
+#: step(tokens (N,), state) -> (log-probabilities (N, V), new state, attention weights (N, S) or None)
+StepFn = Callable[[Tensor, object], tuple[Tensor, object, Tensor | None]]
+
+
+class Bridge(nn.Module):
+    """Maps a summary vector (an encoder's final states, a mean image feature) to a decoder's initial state:
+    tanh(W s + b) for each state tensor of each layer."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, state_names: Sequence[str]) -> None:
+        super().__init__()
+        self.hidden_size, self.num_layers = hidden_size, num_layers
+        self.proj = nn.ModuleList(nn.Linear(input_size, num_layers * hidden_size) for _ in state_names)
+
+    def forward(self, summary: Tensor) -> RecurrentState:
+        B = summary.shape[0]
+        states = tuple(
+            torch.tanh(p(summary)).view(B, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
+            for p in self.proj
+        )
+        return states if len(states) > 1 else states[0]
+
+
+class RecurrentDecoder(nn.Module):
+    """Predicts the next token from the previous one, its recurrent state and (optionally) attention over a memory.
+
+    Args:
+        vocab_size: output (and input) vocabulary size.
+        embedding_size: width of the token embeddings.
+        hidden_size: width of the recurrent state.
+        memory_size: width of the memory vectors attended over (ignored without attention).
+        cell: "rnn", "lstm", "gru", "peephole_lstm", "coupled_lstm", or a RecurrentCell.
+        num_layers: stacked recurrent layers.
+        attention: "additive" (Bahdanau), "dot" or "general" (Luong), or "none".
+        input_feeding: feed the previous attentional vector a_{t-1} into the cells with the token (Luong).
+        dropout: dropout on embeddings, between layers and before the output layer.
+        tie_embeddings: share the output projection with the input embedding (a_t then has embedding_size).
+        padding_idx: the padding token, whose embedding stays zero.
+        backend: the Recurrent backend.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_size: int,
+        hidden_size: int,
+        memory_size: int = 0,
+        cell: str | RecurrentCell = "lstm",
+        num_layers: int = 1,
+        attention: str = "additive",
+        input_feeding: bool = False,
+        dropout: float = 0.0,
+        tie_embeddings: bool = False,
+        padding_idx: int = 0,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if attention not in (*ATTENTION_KINDS, "none"):
+            raise ValueError(f"unknown attention {attention!r}; expected one of {(*ATTENTION_KINDS, 'none')}")
+        if attention != "none" and memory_size < 1:
+            raise ValueError(f"attention {attention!r} needs memory_size >= 1, got {memory_size}")
+        self.vocab_size, self.hidden_size, self.input_feeding = vocab_size, hidden_size, input_feeding
+        self.attentional_size = embedding_size if tie_embeddings else hidden_size
+        if attention == "none" and tie_embeddings and hidden_size != embedding_size:
+            raise ValueError(
+                f"tied embeddings without attention need hidden_size == embedding_size, "
+                f"got {hidden_size} and {embedding_size}"
+            )
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=padding_idx)
+        rnn_input = embedding_size + (self.attentional_size if input_feeding else 0)
+        self.rnn = Recurrent(cell, rnn_input, hidden_size, num_layers=num_layers, dropout=dropout, backend=backend)
+        self.attention = None if attention == "none" else Attention(attention, hidden_size, memory_size)
+        self.combine = (
+            None if self.attention is None else nn.Linear(hidden_size + memory_size, self.attentional_size, bias=False)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(self.attentional_size, vocab_size)
+        if tie_embeddings:
+            self.out.weight = self.embedding.weight
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return self.rnn.cell.state_names
+
+    def start(self, rnn_state: RecurrentState) -> DecoderState:
+        """The decoder state before the first token, from the recurrent state a Bridge gives."""
+        if not self.input_feeding:
+            return rnn_state, None
+        h = rnn_state[0] if isinstance(rnn_state, tuple) else rnn_state
+        return rnn_state, h.new_zeros(h.shape[1], self.attentional_size)
+
+    def prepare(self, memory: Tensor | None) -> Tensor | None:
+        """The attention keys of a memory: compute once per batch, pass to forward/step."""
+        return None if self.attention is None or memory is None else self.attention.prepare(memory)
+
+    def _predict(self, h, memory, keys, mask):
+        """Logits and attentional vector from recurrent outputs h (B, H) or (B, T, H)."""
+        if self.attention is None:
+            attentional, weights = h, None
+        else:
+            context, weights = self.attention(h, memory, keys, mask)
+            attentional = torch.tanh(self.combine(torch.cat((h, context), dim=-1)))
+        return self.out(self.dropout(attentional)), attentional, weights
+
+    def step(
+        self, tokens: Tensor, state: DecoderState, memory=None, keys=None, mask=None
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """One token per sequence: tokens (B,) -> logits (B, V), new state, attention weights (B, S) or None."""
+        rnn_state, feed = state
+        x = self.dropout(self.embedding(tokens))
+        if self.input_feeding:
+            x = torch.cat((x, feed), dim=-1)
+        out, rnn_state = self.rnn(x.unsqueeze(1), state=rnn_state)
+        logits, attentional, weights = self._predict(out[:, 0], memory, keys, mask)
+        return logits, (rnn_state, attentional if self.input_feeding else None), weights
+
+    def forward(
+        self,
+        targets: Tensor,
+        state: DecoderState,
+        memory: Tensor | None = None,
+        mask: Tensor | None = None,
+        teacher_forcing: float = 1.0,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits for every position of ``targets (B, T)`` (the decoder's inputs: BOS, y_1, ..., y_{T-1}).
+
+        With teacher_forcing < 1, each step feeds the model's own previous prediction instead of the target with
+        probability 1 - teacher_forcing (one draw per step for the whole batch). Returns logits (B, T, V) and the
+        attention weights (B, T, S) or None.
+        """
+        keys = self.prepare(memory)
+        if not self.input_feeding and teacher_forcing >= 1.0:
+            out, _ = self.rnn(self.dropout(self.embedding(targets)), state=state[0])
+            logits, _, weights = self._predict(out, memory, keys, mask)
+            return logits, weights
+        logits_steps, weight_steps = [], []
+        tokens = targets[:, 0]
+        for t in range(targets.shape[1]):
+            logits, state, weights = self.step(tokens, state, memory, keys, mask)
+            logits_steps.append(logits)
+            weight_steps.append(weights)
+            if t + 1 < targets.shape[1]:
+                use_truth = teacher_forcing >= 1.0 or random.random() < teacher_forcing
+                tokens = targets[:, t + 1] if use_truth else logits.argmax(-1)
+        weights = None if self.attention is None else torch.stack(weight_steps, dim=1)
+        return torch.stack(logits_steps, dim=1), weights
+
+    def stepper(self, memory: Tensor | None = None, mask: Tensor | None = None, beams: int = 1) -> StepFn:
+        """A step function for greedy_search/beam_search: log-probabilities over a fixed memory, each sequence's
+        memory repeated for its ``beams`` rows."""
+        if beams > 1 and memory is not None:
+            memory = memory.repeat_interleave(beams, dim=0)
+            mask = None if mask is None else mask.repeat_interleave(beams, dim=0)
+        keys = self.prepare(memory)
+
+        def step(tokens, state):
+            logits, state, weights = self.step(tokens, state, memory, keys, mask)
+            return F.log_softmax(logits.float(), dim=-1), state, weights
+
+        return step
+
+    @staticmethod
+    def reorder(state: DecoderState, index: Tensor) -> DecoderState:
+        """The decoder state of the rows ``index`` (beam search keeps the beams' surviving rows)."""
+        rnn_state, feed = state
+        if isinstance(rnn_state, tuple):
+            rnn_state = tuple(s.index_select(1, index) for s in rnn_state)
+        else:
+            rnn_state = rnn_state.index_select(1, index)
+        return rnn_state, None if feed is None else feed.index_select(0, index)
+
+    @staticmethod
+    def repeat(state: DecoderState, times: int) -> DecoderState:
+        """Each sequence's state ``times`` times in a row (sequence b at rows b * times ... b * times + times - 1)."""
+        rnn_state = state[0]
+        some = rnn_state[0] if isinstance(rnn_state, tuple) else rnn_state
+        index = torch.arange(some.shape[1], device=some.device).repeat_interleave(times)
+        return RecurrentDecoder.reorder(state, index)
+
+
+@dataclass
+class Hypothesis:
+    """A finished decoding: tokens (without BOS, with EOS when it ended before max_length)."""
+
+    tokens: list[int]
+    log_prob: float
+    score: float
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT's length penalty ((5 + length) / 6) ** alpha; alpha = 0 ranks by total log-probability."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def greedy_search(
+    step: StepFn, state, batch_size: int, bos: int, eos: int, max_length: int, device=None
+) -> tuple[list[Hypothesis], Tensor | None]:
+    """The most likely next token at every step, for a whole batch at once.
+
+    Returns one Hypothesis per sequence and the attention weights (B, T, S) of the steps taken, or None.
+    """
+    tokens = torch.full((batch_size,), bos, dtype=torch.long, device=device)
+    finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    chosen, log_probs, weight_steps = [], [], []
+    for _ in range(max_length):
+        step_log_probs, state, weights = step(tokens, state)
+        best, tokens = step_log_probs.max(dim=-1)
+        chosen.append(tokens.masked_fill(finished, eos))
+        log_probs.append(best.masked_fill(finished, 0.0))
+        weight_steps.append(weights)
+        finished = finished | (tokens == eos)
+        if bool(finished.all()):
+            break
+    chosen_t = torch.stack(chosen, dim=1).tolist()
+    totals = torch.stack(log_probs, dim=1).sum(1).tolist()
+    hypotheses = []
+    for seq, total in zip(chosen_t, totals, strict=True):
+        ended = seq.index(eos) + 1 if eos in seq else len(seq)
+        hypotheses.append(Hypothesis(seq[:ended], total, total))
+    weights = None if weight_steps[0] is None else torch.stack(weight_steps, dim=1)
+    return hypotheses, weights
+
+
+def beam_search(
+    step: StepFn,
+    reorder: Callable[[object, Tensor], object],
+    state,
+    batch_size: int,
+    bos: int,
+    eos: int,
+    beam_size: int,
+    max_length: int,
+    alpha: float = 0.0,
+    n_best: int = 1,
+    device=None,
+) -> list[list[Hypothesis]]:
+    """Beam search for every sequence of a batch at once.
+
+    ``state`` holds beam_size rows per sequence (sequence b's beams at rows b * beam_size + k; see
+    RecurrentDecoder.repeat), ``reorder(state, rows)`` selects rows. Each step extends every beam by every token,
+    keeps the 2 * beam_size best candidates, moves those ending in EOS among the first beam_size to the finished
+    list, and continues with the beam_size best that did not end. A sequence stops once it has n_best finished
+    hypotheses and no live beam can still beat them (scores are log-probabilities divided by
+    length_penalty(length, alpha)); at max_length the live beams finish as they are.
+
+    Returns, per sequence, its n_best hypotheses, best first.
+    """
+    if beam_size < 1 or n_best < 1 or n_best > beam_size:
+        raise ValueError(f"need 1 <= n_best <= beam_size, got n_best={n_best}, beam_size={beam_size}")
+    B, K = batch_size, beam_size
+    tokens = torch.full((B * K,), bos, dtype=torch.long, device=device)
+    scores = torch.full((B, K), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    history = torch.empty((B * K, 0), dtype=torch.long, device=device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    done = [False] * B
+    offsets = (torch.arange(B, device=device) * K).unsqueeze(1)
+    for t in range(max_length):
+        log_probs, state, _ = step(tokens, state)
+        V = log_probs.shape[-1]
+        candidates = (scores.unsqueeze(-1) + log_probs.view(B, K, V)).view(B, K * V)
+        top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=1)
+        origin, token = top_index // V, top_index % V
+        is_eos = token == eos
+        last = t == max_length - 1
+        ending = (is_eos | last) & torch.isfinite(top_scores)
+        ending[:, K:] = False
+        if bool(ending.any()):
+            rows = (offsets + origin).tolist()
+            for b, j in ending.nonzero().tolist():
+                if done[b]:
+                    continue
+                total = float(top_scores[b, j])
+                seq = history[rows[b][j]].tolist() + [int(token[b, j])]
+                finished[b].append(Hypothesis(seq, total, total / length_penalty(len(seq), alpha)))
+        live = top_scores.masked_fill(is_eos, float("-inf"))
+        scores, pick = live.topk(K, dim=1)
+        keep = (offsets + origin.gather(1, pick)).flatten()
+        tokens = token.gather(1, pick).flatten()
+        history = torch.cat((history.index_select(0, keep), tokens.unsqueeze(1)), dim=1)
+        state = reorder(state, keep)
+        # the best any live beam can still reach: its log-probability only falls, its penalty grows at most to
+        # length_penalty(max_length)
+        best_live = (scores.max(dim=1).values / length_penalty(max_length, alpha)).tolist()
+        for b in range(B):
+            if not done[b] and len(finished[b]) >= n_best:
+                kth = sorted(h.score for h in finished[b])[-n_best]
+                done[b] = kth >= best_live[b]
+        if all(done):
+            break
+    return [sorted(f, key=lambda h: h.score, reverse=True)[:n_best] for f in finished]

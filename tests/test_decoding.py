@@ -1,0 +1,189 @@
+"""Attention, the recurrent decoder, greedy and beam search, the sequence encoder."""
+
+import itertools
+
+import pytest
+import torch
+
+from rnn_core.attention import Attention
+from rnn_core.decoding import Bridge, RecurrentDecoder, beam_search, greedy_search, length_penalty
+from rnn_core.encoders import SequenceEncoder
+
+BOS, EOS = 1, 2
+
+
+@pytest.mark.parametrize("kind", ["additive", "dot", "general"])
+def test_attention_masks_padding_and_handles_blocks(kind):
+    torch.manual_seed(0)
+    attention = Attention(kind, 8, 8)
+    memory = torch.randn(3, 5, 8)
+    mask = torch.arange(5) < torch.tensor([5, 2, 4]).unsqueeze(1)
+    keys = attention.prepare(memory)
+    queries = torch.randn(3, 4, 8)
+    context, weights = attention(queries, memory, keys, mask)
+    assert weights.shape == (3, 4, 5) and context.shape == (3, 4, 8)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4))
+    assert weights.masked_select(~mask.unsqueeze(1).expand_as(weights)).abs().max() == 0
+    for t in range(4):  # a block of queries equals one query at a time
+        c_t, w_t = attention(queries[:, t], memory, keys, mask)
+        torch.testing.assert_close(c_t, context[:, t])
+        torch.testing.assert_close(w_t, weights[:, t])
+
+
+def test_attention_errors():
+    with pytest.raises(ValueError, match="dot attention needs query_size == memory_size, got 8 and 6"):
+        Attention("dot", 8, 6)
+    with pytest.raises(ValueError, match="unknown attention 'bahdanau'"):
+        Attention("bahdanau", 8, 8)
+
+
+def _decoder(**kwargs):
+    args = {"vocab_size": 11, "embedding_size": 6, "hidden_size": 8, "memory_size": 10, "cell": "lstm"} | kwargs
+    return RecurrentDecoder(**args)
+
+
+def _batch(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    memory = torch.randn(3, 5, 10, generator=gen)
+    mask = torch.arange(5) < torch.tensor([5, 3, 1]).unsqueeze(1)
+    targets = torch.randint(3, 11, (3, 6), generator=gen)
+    targets[:, 0] = BOS
+    return memory, mask, targets
+
+
+@pytest.mark.parametrize("attention", ["additive", "general", "none"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_whole_sequence_path_equals_stepping(cell, attention):
+    torch.manual_seed(0)
+    decoder = _decoder(cell=cell, attention=attention, num_layers=2).eval()
+    memory, mask, targets = _batch()
+    start = decoder.start(Bridge(10, 8, 2, decoder.state_names)(memory.mean(1)))
+    logits, weights = decoder(targets, start, memory, mask)
+    keys, state = decoder.prepare(memory), start
+    for t in range(targets.shape[1]):
+        step_logits, state, step_weights = decoder.step(targets[:, t], state, memory, keys, mask)
+        torch.testing.assert_close(step_logits, logits[:, t], atol=1e-5, rtol=1e-5)
+        if attention != "none":
+            torch.testing.assert_close(step_weights, weights[:, t], atol=1e-5, rtol=1e-5)
+
+
+def test_input_feeding_and_tied_embeddings():
+    torch.manual_seed(0)
+    decoder = _decoder(input_feeding=True, tie_embeddings=True)
+    assert decoder.out.weight is decoder.embedding.weight
+    memory, mask, targets = _batch()
+    start = decoder.start(Bridge(10, 8, 1, decoder.state_names)(memory.mean(1)))
+    logits, weights = decoder(targets, start, memory, mask)
+    assert logits.shape == (3, 6, 11) and weights.shape == (3, 6, 5)
+    logits.sum().backward()
+    assert decoder.embedding.weight.grad is not None
+
+
+def test_teacher_forcing_zero_feeds_own_predictions():
+    torch.manual_seed(0)
+    decoder = _decoder().eval()
+    memory, mask, targets = _batch()
+    start = decoder.start(Bridge(10, 8, 1, decoder.state_names)(memory.mean(1)))
+    free_running, _ = decoder(targets, start, memory, mask, teacher_forcing=0.0)
+    hypotheses, _ = greedy_search(decoder.stepper(memory, mask), start, 3, BOS, eos=-1, max_length=6)
+    # with no EOS to stop at, greedy decoding is exactly the free-running decoder
+    assert free_running.argmax(-1).tolist() == [h.tokens for h in hypotheses]
+
+
+def test_beam_of_one_is_greedy():
+    torch.manual_seed(0)
+    decoder = _decoder(attention="additive", num_layers=2).eval()
+    memory, mask, _ = _batch()
+    start = decoder.start(Bridge(10, 8, 2, decoder.state_names)(memory.mean(1)))
+    with torch.no_grad():
+        greedy, _ = greedy_search(decoder.stepper(memory, mask), start, 3, BOS, EOS, max_length=12)
+        beams = beam_search(
+            decoder.stepper(memory, mask), decoder.reorder, decoder.repeat(start, 1), 3, BOS, EOS,
+            beam_size=1, max_length=12,
+        )
+    for g, (b,) in zip(greedy, beams, strict=True):
+        assert g.tokens == b.tokens
+        assert g.log_prob == pytest.approx(b.log_prob, abs=1e-5)
+
+
+VOCAB = 3  # tokens 0 (EOS), 1, 2; BOS = 3 only as the first input
+TOY_BOS, TOY_EOS, TOY_MAX = 3, 0, 3
+
+
+def _toy_step(table):
+    """Log-probabilities that depend on the whole prefix: the state is the prefix's code."""
+
+    def step(tokens, state):
+        code = state * 5 + tokens + 1
+        return table[code], code, None
+
+    return step
+
+
+def _exhaustive(table, alpha):
+    step = _toy_step(table)
+    best = []
+    for length in range(1, TOY_MAX + 1):
+        for seq in itertools.product(range(VOCAB), repeat=length):
+            if TOY_EOS in seq[:-1] or (length < TOY_MAX and seq[-1] != TOY_EOS):
+                continue  # EOS only last, and only max-length sequences may end without it
+            code, tokens, total = torch.zeros(1, dtype=torch.long), torch.tensor([TOY_BOS]), 0.0
+            for token in seq:
+                log_probs, code, _ = step(tokens, code)
+                total += float(log_probs[0, token])
+                tokens = torch.tensor([token])
+            best.append((total / length_penalty(length, alpha), list(seq)))
+    return sorted(best, reverse=True)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+@pytest.mark.parametrize("seed", range(5))
+def test_beam_search_finds_the_exhaustive_best(seed, alpha):
+    gen = torch.Generator().manual_seed(seed)
+    table = torch.log_softmax(3 * torch.randn(5 ** (TOY_MAX + 1), VOCAB, generator=gen), dim=-1)
+    expected = _exhaustive(table, alpha)
+    beam = 12  # wide enough to hold every prefix: the search is then exact
+    (found,) = beam_search(
+        _toy_step(table), lambda s, i: s.index_select(0, i), torch.zeros(beam, dtype=torch.long), 1,
+        TOY_BOS, TOY_EOS, beam_size=beam, max_length=TOY_MAX, alpha=alpha, n_best=3,
+    )
+    assert [h.tokens for h in found] == [seq for _, seq in expected[:3]]
+    assert [h.score for h in found] == pytest.approx([score for score, _ in expected[:3]], abs=1e-5)
+
+
+def test_beam_search_batch_equals_one_at_a_time():
+    torch.manual_seed(0)
+    decoder = _decoder(attention="general").eval()
+    memory, mask, _ = _batch()
+    start = decoder.start(Bridge(10, 8, 1, decoder.state_names)(memory.mean(1)))
+    with torch.no_grad():
+        together = beam_search(
+            decoder.stepper(memory, mask, beams=4), decoder.reorder, decoder.repeat(start, 4), 3, BOS, EOS,
+            beam_size=4, max_length=10, alpha=0.6, n_best=2,
+        )
+        for b in range(3):
+            alone_start = decoder.reorder(start, torch.tensor([b]))
+            alone = beam_search(
+                decoder.stepper(memory[b : b + 1], mask[b : b + 1], beams=4), decoder.reorder,
+                decoder.repeat(alone_start, 4), 1, BOS, EOS, beam_size=4, max_length=10, alpha=0.6, n_best=2,
+            )
+            assert [h.tokens for h in alone[0]] == [h.tokens for h in together[b]]
+
+
+def test_beam_search_arguments():
+    with pytest.raises(ValueError, match="need 1 <= n_best <= beam_size"):
+        beam_search(_toy_step(None), None, None, 1, 0, 0, beam_size=2, max_length=3, n_best=3)
+
+
+def test_sequence_encoder_memory_mask_and_summary():
+    torch.manual_seed(0)
+    encoder = SequenceEncoder(20, 6, 8, cell="gru", num_layers=2, bidirectional=True)
+    tokens = torch.randint(3, 20, (3, 7))
+    lengths = torch.tensor([7, 4, 2])
+    memory, mask, summary = encoder(tokens, lengths)
+    assert memory.shape == (3, 7, 16) and summary.shape == (3, 16)
+    assert mask.tolist()[2] == [True, True, False, False, False, False, False]
+    # forward half of the summary: the forward direction's state at each sequence's last real token
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(summary[b, :8], memory[b, n - 1, :8])
+        torch.testing.assert_close(summary[b, 8:], memory[b, 0, 8:])
