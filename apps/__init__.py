@@ -1,0 +1,1 @@
+"""Lightning applications of rnn_core: translation, captioning, video classification and forecasting."""

@@ -1,0 +1,1 @@
+"""Machinery every app shares: the LightningCLI launcher, callbacks, distributed-safe metrics, data helpers."""

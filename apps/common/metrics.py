@@ -1,0 +1,40 @@
+"""Evaluation sums that give the same result on 1 process as on N.
+
+A DistributedSampler pads the evaluation set so that every process gets as many samples: a few samples are seen
+twice. Averaging per process and then across processes counts them twice; this metric keeps one row of sums per
+sample, keyed by the sample's index in the dataset, gathers the rows of every process, drops repeated indices and
+only then adds up, in float64 and in index order.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+
+class SampleSums(Metric):
+    """Per-sample sums (any number of columns) summed over the distinct samples of an evaluation epoch."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("index", default=[], dist_reduce_fx="cat")
+        self.add_state("sums", default=[], dist_reduce_fx="cat")
+
+    def update(self, index: Tensor, sums: Tensor) -> None:
+        """``index (B,)``: each sample's index in its dataset; ``sums (B, K)``: its K sums."""
+        if index.shape[0] != sums.shape[0]:
+            raise ValueError(f"index has {index.shape[0]} samples but sums has {sums.shape[0]}")
+        self.index.append(index.detach().long())
+        self.sums.append(sums.detach().double())
+
+    def compute(self) -> tuple[Tensor, int]:
+        """The K sums over distinct samples, and how many distinct samples there were."""
+        index, sums = dim_zero_cat(self.index), dim_zero_cat(self.sums)
+        index, order = torch.sort(index, stable=True)
+        first = torch.ones_like(index, dtype=torch.bool)
+        first[1:] = index[1:] != index[:-1]
+        return sums[order][first].sum(0), int(first.sum())

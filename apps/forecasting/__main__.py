@@ -1,0 +1,3 @@
+from apps.forecasting import main
+
+main()
