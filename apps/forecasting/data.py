@@ -117,9 +117,9 @@ def calendar_features(dates: np.ndarray) -> np.ndarray:
     index = pd.DatetimeIndex(dates)
     return np.stack([
         (index.hour + index.minute / 60) / 24 - 0.5,
-        index.dayofweek / 6 - 0.5,
+        index.day_of_week / 6 - 0.5,
         (index.day - 1) / 30 - 0.5,
-        (index.dayofyear - 1) / 365 - 0.5,
+        (index.day_of_year - 1) / 365 - 0.5,
     ], axis=1).astype(np.float32)
 
 

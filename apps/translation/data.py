@@ -1,0 +1,480 @@
+"""Sentence pairs for translation: generated numbers, Multi30k, any tab-separated file, Hugging Face datasets.
+
+Text becomes token ids with a Hugging Face ``tokenizers`` BPE or unigram model trained on the training split (both
+languages, one vocabulary), or loaded from a tokenizer file; the model stores it in its checkpoints, so a checkpoint
+alone can translate. Batches group sentences of similar length (BucketSampler) to cut padding, also under DDP.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import random
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from apps.common.data import fetch
+
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+PAD, BOS, EOS, UNK = range(4)
+DATASETS = ("generated", "multi30k", "tsv", "hf")
+TOKENIZER_KEY = "tokenizer"  # where checkpoints keep the tokenizer (its JSON)
+MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{name}"
+MULTI30K_SPLITS = {"train": "train", "val": "val", "test": "test_2016_flickr"}
+
+# ---------------------------------------------------------------------------------------------- generated pairs
+
+_EN_ONES = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+]
+_EN_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_DE_ONES = [
+    "null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn", "elf", "zwölf",
+    "dreizehn", "vierzehn", "fünfzehn", "sechzehn", "siebzehn", "achtzehn", "neunzehn",
+]
+_DE_TENS = ["", "", "zwanzig", "dreißig", "vierzig", "fünfzig", "sechzig", "siebzig", "achtzig", "neunzig"]
+
+
+def english_number(n: int) -> str:
+    """0 <= n < 1,000,000 in English words: 342512 -> 'three hundred forty two thousand five hundred twelve'."""
+    if n < 20:
+        return _EN_ONES[n]
+    if n < 100:
+        return _EN_TENS[n // 10] + ("" if n % 10 == 0 else " " + _EN_ONES[n % 10])
+    if n < 1000:
+        return _EN_ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + english_number(n % 100))
+    return english_number(n // 1000) + " thousand" + ("" if n % 1000 == 0 else " " + english_number(n % 1000))
+
+
+def german_number(n: int, alone: bool = True) -> str:
+    """0 <= n < 1,000,000 in German words, units before tens: 342512 -> 'drei hundert zwei und vierzig tausend fünf
+    hundert zwölf' (written apart, so that the reordering is one of words)."""
+    if n < 20:
+        return "ein" if n == 1 and not alone else _DE_ONES[n]
+    if n < 100:
+        unit = n % 10
+        return _DE_TENS[n // 10] if unit == 0 else f"{german_number(unit, False)} und {_DE_TENS[n // 10]}"
+    if n < 1000:
+        rest = n % 100
+        return german_number(n // 100, False) + " hundert" + ("" if rest == 0 else " " + german_number(rest))
+    rest = n % 1000
+    return german_number(n // 1000, False) + " tausend" + ("" if rest == 0 else " " + german_number(rest))
+
+
+def generated_pairs(counts: dict[str, int], seed: int) -> dict[str, tuple[list[str], list[str]]]:
+    """English -> German number pairs; the splits hold disjoint numbers, drawn log-uniformly below a million."""
+    rng = random.Random(seed)
+    seen: set[int] = set()
+    splits = {}
+    for split, count in counts.items():
+        numbers = []
+        while len(numbers) < count:
+            n = int(10 ** rng.uniform(0, 6)) - 1
+            if n not in seen:
+                seen.add(n)
+                numbers.append(n)
+        splits[split] = ([english_number(n) for n in numbers], [german_number(n) for n in numbers])
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class ReadReport:
+    """What reading a parallel corpus dropped."""
+
+    empty: int = 0
+    first_empty: list[str] = field(default_factory=list)
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a text file (gzip when it ends in .gz), decoded as UTF-8; an undecodable line is an error that
+    names the file and the line."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    lines = []
+    with opener(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                lines.append(raw.decode("utf-8").rstrip("\r\n"))
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start} of the line)"
+                ) from None
+    return lines
+
+
+def pair_lines(
+    source: list[str], target: list[str], where: tuple[str, str], empty_lines: str
+) -> tuple[list[str], list[str], ReadReport]:
+    """Zips two sides line by line: equal counts required; pairs with an empty side are dropped (and counted) or
+    are an error, by ``empty_lines`` ("skip" or "error")."""
+    if len(source) != len(target):
+        raise ValueError(
+            f"{where[0]} has {len(source)} lines but {where[1]} has {len(target)}; a parallel corpus needs one "
+            f"target line for every source line"
+        )
+    report, kept_source, kept_target = ReadReport(), [], []
+    for number, (s, t) in enumerate(zip(source, target, strict=True), start=1):
+        s, t = s.strip(), t.strip()
+        if s and t:
+            kept_source.append(s)
+            kept_target.append(t)
+            continue
+        place = f"{where[0] if not s else where[1]}:{number}"
+        if empty_lines == "error":
+            raise ValueError(f"{place}: empty line (pass --data.empty_lines skip to drop such pairs)")
+        report.empty += 1
+        if len(report.first_empty) < 5:
+            report.first_empty.append(place)
+    return kept_source, kept_target, report
+
+
+def multi30k_file(directory: Path | None, split: str, lang: str, cache_dir: str) -> Path:
+    """One Multi30k raw file: ``<dir>/<split>.<lang>.gz`` (or without .gz), or downloaded when no dir is given."""
+    name = f"{MULTI30K_SPLITS[split]}.{lang}.gz"
+    if directory is None:
+        return fetch(MULTI30K_URL.format(name=name), Path(cache_dir) / "multi30k")
+    for candidate in (directory / name, directory / name.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"Multi30k split file {directory / name} is missing; --data.path must be a folder holding "
+        f"{{train,val,test_2016_flickr}}.{{de,en}}.gz (the raw files of github.com/multi30k/dataset)"
+    )
+
+
+# --------------------------------------------------------------------------------------------------- tokenizer
+
+
+def train_tokenizer(texts: list[str], kind: str, vocab_size: int) -> Tokenizer:
+    """A cased subword tokenizer (BPE or unigram) trained on ``texts``, with <pad> <bos> <eos> <unk> as ids 0-3."""
+    if kind == "bpe":
+        tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False)
+    elif kind == "unigram":
+        tokenizer = Tokenizer(models.Unigram())
+        trainer = trainers.UnigramTrainer(
+            vocab_size=vocab_size, special_tokens=list(SPECIALS), unk_token="<unk>", show_progress=False
+        )
+    else:
+        raise ValueError(f"unknown tokenizer {kind!r}; expected 'bpe' or 'unigram' (or give --data.tokenizer_file)")
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def check_tokenizer(tokenizer: Tokenizer, where: str) -> Tokenizer:
+    for expected_id, token in enumerate(SPECIALS):
+        if tokenizer.token_to_id(token) != expected_id:
+            raise ValueError(f"{where}: token {token!r} must have id {expected_id}, has {tokenizer.token_to_id(token)}")
+    return tokenizer
+
+
+# ------------------------------------------------------------------------------------------------ the dataset
+
+
+class PairDataset(Dataset):
+    """Token ids of sentence pairs; items are (index, source ids, target ids, source text, target text)."""
+
+    def __init__(self, source: list[str], target: list[str], tokenizer: Tokenizer, max_length: int, name: str):
+        self.source_text, self.target_text = source, target
+        self.source = [e.ids for e in tokenizer.encode_batch(source)]
+        self.target = [e.ids for e in tokenizer.encode_batch(target)] if target else [[] for _ in source]
+        self.truncated = 0
+        for ids in (self.source, self.target):
+            for i, seq in enumerate(ids):
+                if len(seq) > max_length:
+                    ids[i] = seq[:max_length]
+                    self.truncated += 1
+        if self.truncated:
+            rank_zero_warn(f"{name}: {self.truncated} sentences longer than {max_length} tokens were truncated "
+                           f"(--data.max_length)")
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int):
+        return i, self.source[i], self.target[i], self.source_text[i], self.target_text[i] if self.target_text else ""
+
+    def length(self, i: int) -> int:
+        return max(len(self.source[i]), len(self.target[i]))
+
+
+def collate(items) -> dict:
+    """Pads a list of items: source (B, S) with lengths, decoder input <bos> y and output y <eos> (B, T)."""
+    index, source, target, source_text, target_text = zip(*items, strict=True)
+    B = len(items)
+    S = max(len(s) for s in source)
+    T = max(len(t) for t in target) + 1
+    src = torch.full((B, S), PAD, dtype=torch.long)
+    tgt_in = torch.full((B, T), PAD, dtype=torch.long)
+    tgt_out = torch.full((B, T), PAD, dtype=torch.long)
+    for b, (s, t) in enumerate(zip(source, target, strict=True)):
+        src[b, : len(s)] = torch.tensor(s, dtype=torch.long)
+        tgt_in[b, : len(t) + 1] = torch.tensor([BOS, *t], dtype=torch.long)
+        tgt_out[b, : len(t) + 1] = torch.tensor([*t, EOS], dtype=torch.long)
+    return {
+        "index": torch.tensor(index),
+        "source": src,
+        "source_lengths": torch.tensor([max(len(s), 1) for s in source]),
+        "target_in": tgt_in,
+        "target_out": tgt_out,
+        "source_text": list(source_text),
+        "target_text": list(target_text),
+    }
+
+
+class BucketSampler(DistributedSampler):
+    """Orders a dataset so that each batch holds sentences of similar length, and splits it across processes.
+
+    A DistributedSampler subclass so that Lightning keeps it under DDP instead of wrapping it (which would reshuffle
+    the buckets away). Per epoch: shuffle (when training), pad to a multiple of the process count by repeating
+    items (evaluation removes the repeats by index), sort pools of 50 batches by length, cut each pool into groups
+    of batch_size * processes and deal each group round-robin, so every process gets one batch of similar lengths
+    per group and all processes get the same number of batches; the order of the groups is shuffled.
+    """
+
+    def __init__(self, dataset: PairDataset, batch_size: int, shuffle: bool, seed: int = 0):
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        super().__init__(
+            dataset, num_replicas=torch.distributed.get_world_size() if distributed else 1,
+            rank=torch.distributed.get_rank() if distributed else 0, shuffle=shuffle, seed=seed,
+        )
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        rng = random.Random(self.seed + self.epoch)
+        order = list(range(len(self.dataset)))
+        if self.shuffle:
+            rng.shuffle(order)
+        order += order[: self.total_size - len(order)]
+        group = self.batch_size * self.num_replicas
+        pool = group * 50 if self.shuffle else len(order)
+        groups = []
+        for start in range(0, len(order), pool):
+            chunk = sorted(order[start : start + pool], key=self.dataset.length)
+            groups += [chunk[i : i + group] for i in range(0, len(chunk), group)]
+        if self.shuffle:
+            rng.shuffle(groups)
+        return iter([i for g in groups for i in g[self.rank :: self.num_replicas]])
+
+
+# ----------------------------------------------------------------------------------------------- the module
+
+
+class TranslationDataModule(pl.LightningDataModule):
+    """Sentence pairs, a subword tokenizer, and length-bucketed batches."""
+
+    def __init__(
+        self,
+        dataset: str = "generated",
+        path: str | None = None,
+        source_lang: str = "de",
+        target_lang: str = "en",
+        hf_dataset: str | None = None,
+        hf_config: str | None = None,
+        tokenizer: str = "bpe",
+        vocab_size: int = 8000,
+        tokenizer_file: str | None = None,
+        max_length: int = 64,
+        empty_lines: str = "skip",
+        batch_size: int = 64,
+        num_workers: int = 0,
+        generated_sizes: tuple[int, int, int] = (20000, 1000, 1000),
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
+        cache_dir: str = "~/.cache/rnn-apps",
+        predict_path: str = "-",
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            dataset: "generated" (English -> German numbers, offline), "multi30k", "tsv" or "hf".
+            path: multi30k: folder with {train,val,test_2016_flickr}.{de,en}.gz (None: download); tsv: the file.
+            source_lang: language translated from (multi30k, hf).
+            target_lang: language translated into (multi30k, hf).
+            hf_dataset: Hugging Face dataset name or local folder, for dataset "hf".
+            hf_config: the Hugging Face dataset's configuration name, if it has several.
+            tokenizer: "bpe" or "unigram", trained on both sides of the training split.
+            vocab_size: subword vocabulary size (one vocabulary for both languages).
+            tokenizer_file: a tokenizers JSON file to use instead of training one.
+            max_length: longest sentence in tokens; longer ones are truncated, counted and warned about.
+            empty_lines: "skip" pairs with an empty side (counted and reported) or "error".
+            batch_size: sentences per batch (per process).
+            num_workers: DataLoader worker processes.
+            generated_sizes: train, validation and test pairs of the generated dataset.
+            val_fraction: share of a tsv file held out for validation.
+            test_fraction: share of a tsv file held out for testing.
+            cache_dir: where downloads are kept.
+            predict_path: text file to translate, one sentence per line; "-" reads standard input.
+            seed: seed of the generated pairs, the tsv split and the batch order.
+        """
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
+        if empty_lines not in ("skip", "error"):
+            raise ValueError(f"empty_lines must be 'skip' or 'error', got {empty_lines!r}")
+        if dataset == "tsv" and not path:
+            raise ValueError("dataset 'tsv' needs --data.path: a file of source<TAB>target lines")
+        if dataset == "hf" and not hf_dataset:
+            raise ValueError("dataset 'hf' needs --data.hf_dataset: a Hugging Face dataset name or folder")
+        self.save_hyperparameters()
+        self.tokenizer: Tokenizer | None = None
+        self.splits: dict[str, PairDataset] = {}
+
+    # ------------------------------------------------------------------ raw text
+
+    def read_splits(self) -> dict[str, tuple[list[str], list[str]]]:
+        """Source and target sentences of train, val and test."""
+        hp = self.hparams
+        if hp.dataset == "generated":
+            return generated_pairs(dict(zip(("train", "val", "test"), hp.generated_sizes, strict=True)), hp.seed)
+        if hp.dataset == "multi30k":
+            directory = None if hp.path is None else Path(hp.path).expanduser()
+            return {split: self._paired(*(multi30k_file(directory, split, lang, hp.cache_dir)
+                                          for lang in (hp.source_lang, hp.target_lang)))
+                    for split in MULTI30K_SPLITS}
+        if hp.dataset == "tsv":
+            return self._read_tsv(Path(hp.path).expanduser())
+        return self._read_hf()
+
+    def _paired(self, source_file: Path, target_file: Path) -> tuple[list[str], list[str]]:
+        source, target, report = pair_lines(
+            read_lines(source_file), read_lines(target_file), (str(source_file), str(target_file)),
+            self.hparams.empty_lines,
+        )
+        if report.empty:
+            rank_zero_warn(f"skipped {report.empty} pairs with an empty line, first at {', '.join(report.first_empty)}")
+        return source, target
+
+    def _read_tsv(self, path: Path) -> dict[str, tuple[list[str], list[str]]]:
+        if not path.is_file():
+            raise FileNotFoundError(f"tsv file {path} does not exist")
+        source, target = [], []
+        for number, line in enumerate(read_lines(path), start=1):
+            if not line.strip():
+                source.append("")
+                target.append("")
+                continue
+            columns = line.split("\t")
+            if len(columns) < 2:
+                raise ValueError(f"{path}:{number}: expected source<TAB>target, found no tab")
+            source.append(columns[0])
+            target.append(columns[1])
+        source, target, report = pair_lines(source, target, (str(path), str(path)), self.hparams.empty_lines)
+        if report.empty:
+            rank_zero_warn(f"skipped {report.empty} pairs with an empty side, first at {', '.join(report.first_empty)}")
+        order = list(range(len(source)))
+        random.Random(self.hparams.seed).shuffle(order)
+        n_val = math.ceil(len(order) * self.hparams.val_fraction)
+        n_test = math.ceil(len(order) * self.hparams.test_fraction)
+        parts = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
+        return {split: ([source[i] for i in idx], [target[i] for i in idx]) for split, idx in parts.items()}
+
+    def _read_hf(self) -> dict[str, tuple[list[str], list[str]]]:
+        import datasets  # imported here: it is slow to import and only this source needs it
+
+        hp = self.hparams
+        data = datasets.load_dataset(hp.hf_dataset, hp.hf_config)
+        names = {"train": ("train",), "val": ("validation", "val", "dev"), "test": ("test",)}
+        splits = {}
+        for split, candidates in names.items():
+            found = next((c for c in candidates if c in data), None)
+            if found is None:
+                raise ValueError(f"Hugging Face dataset {hp.hf_dataset!r} has splits {list(data)}; expected one of "
+                                 f"{candidates} for {split}")
+            rows = data[found]
+            if "translation" in rows.column_names:
+                pairs = rows["translation"]
+                source, target = [p[hp.source_lang] for p in pairs], [p[hp.target_lang] for p in pairs]
+            elif {hp.source_lang, hp.target_lang} <= set(rows.column_names):
+                source, target = rows[hp.source_lang], rows[hp.target_lang]
+            else:
+                raise ValueError(f"Hugging Face dataset {hp.hf_dataset!r} split {found!r} has columns "
+                                 f"{rows.column_names}; expected 'translation' or {hp.source_lang!r} and "
+                                 f"{hp.target_lang!r}")
+            splits[split] = self._paired_texts(source, target, f"{hp.hf_dataset}[{found}]")
+        return splits
+
+    def _paired_texts(self, source, target, name) -> tuple[list[str], list[str]]:
+        source, target, report = pair_lines(list(source), list(target), (name, name), self.hparams.empty_lines)
+        if report.empty:
+            rank_zero_warn(f"{name}: skipped {report.empty} pairs with an empty side")
+        return source, target
+
+    # ------------------------------------------------------------------ setup
+
+    def build_tokenizer(self, train_source: list[str], train_target: list[str]) -> Tokenizer:
+        hp = self.hparams
+        if hp.tokenizer_file:
+            path = Path(hp.tokenizer_file).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"tokenizer file {path} does not exist")
+            return check_tokenizer(Tokenizer.from_file(str(path)), str(path))
+        return train_tokenizer(train_source + train_target, hp.tokenizer, hp.vocab_size)
+
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        if stage == "predict":
+            self.tokenizer_from_checkpoint()
+            if self.tokenizer is None:
+                raise RuntimeError("predict needs a trained model: pass --ckpt_path (the tokenizer is in it)")
+            lines = sys.stdin.read().splitlines() if hp.predict_path == "-" else read_lines(Path(hp.predict_path))
+            lines = [line.strip() for line in lines if line.strip()]
+            self.splits["predict"] = PairDataset(lines, [], self.tokenizer, hp.max_length, hp.predict_path)
+            return
+        if "train" in self.splits:
+            return
+        self.tokenizer_from_checkpoint()
+        texts = self.read_splits()
+        if self.tokenizer is None:
+            self.tokenizer = self.build_tokenizer(*texts["train"])
+        for split, (source, target) in texts.items():
+            self.splits[split] = PairDataset(source, target, self.tokenizer, hp.max_length, split)
+        rank_zero_info(
+            f"translation data: {hp.dataset} ({', '.join(f'{s} {len(d)}' for s, d in self.splits.items())} pairs), "
+            f"vocabulary {self.tokenizer.get_vocab_size()}"
+        )
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.splits[split]
+        sampler = BucketSampler(dataset, self.hparams.batch_size, shuffle=shuffle, seed=self.hparams.seed)
+        return DataLoader(
+            dataset, batch_size=self.hparams.batch_size, sampler=sampler, collate_fn=collate,
+            num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(self.splits["predict"], batch_size=self.hparams.batch_size, collate_fn=collate)
+
+    def tokenizer_from_checkpoint(self) -> None:
+        """Takes the tokenizer stored in the checkpoint being resumed, tested or predicted with, if any: the ids must
+        mean what they meant when the model was trained. (Lightning restores checkpoints only after setup.)"""
+        ckpt_path = self.trainer.ckpt_path if self.trainer is not None else None
+        if self.tokenizer is not None or not ckpt_path:
+            return
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if TOKENIZER_KEY in checkpoint:
+            self.tokenizer = check_tokenizer(Tokenizer.from_str(checkpoint[TOKENIZER_KEY]), str(ckpt_path))
+
