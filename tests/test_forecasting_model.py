@@ -1,0 +1,127 @@
+"""Forecaster strategies and options, RevIN, deduplicated metric sums, the gradient-through-time measurement."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from apps.common.callbacks import GradientThroughTime
+from apps.common.metrics import SampleSums
+from apps.forecasting.model import Forecaster, RevIN
+from rnn_core import Recurrent
+
+L, H, C, K = 16, 8, 3, 4
+
+
+def _batch(targets: int, B: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "index": torch.arange(B),
+        "x": torch.randn(B, L, C, generator=gen),
+        "x_mark": torch.randn(B, L, K, generator=gen),
+        "y_mark": torch.randn(B, H, K, generator=gen),
+        "y": torch.randn(B, H, targets, generator=gen),
+    }
+
+
+CASES = list(itertools.product(["direct", "recursive", "seq2seq"], [False, True], [1, 4], ["mse", "quantile"]))
+
+
+@pytest.mark.parametrize(("strategy", "independent", "segment", "loss"), CASES,
+                         ids=["-".join(map(str, case)) for case in CASES])
+def test_strategies_forecast_every_step_and_train(strategy, independent, segment, loss):
+    targets = C if strategy == "recursive" and not independent else 2
+    model = Forecaster(num_inputs=C, num_targets=targets, num_covariates=K, input_length=L, horizon=H, cell="lstm",
+                       hidden_size=8, strategy=strategy, segment_length=segment, channel_independent=independent,
+                       revin=True, loss=loss)
+    batch = _batch(targets)
+    pred = model(batch["x"], batch["x_mark"], batch["y_mark"])
+    assert pred.shape == (5, H, targets, 3 if loss == "quantile" else 1)
+    model.compute_loss(batch).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+def test_forecast_of_step_h_depends_on_future_covariates_of_step_h_only_through_the_model():
+    model = Forecaster(num_inputs=C, num_targets=C, num_covariates=K, input_length=L, horizon=H, hidden_size=8,
+                       strategy="seq2seq")
+    batch = _batch(C)
+    y_mark = batch["y_mark"].clone().requires_grad_()
+    pred = model(batch["x"], batch["x_mark"], y_mark)
+    (grad,) = torch.autograd.grad(pred[:, 0].sum(), y_mark)
+    assert grad[:, 1:].abs().sum() == 0 and grad[:, 0].abs().sum() > 0  # the decoder is causal over the horizon
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"cell": "transformer"}, r"model.cell is 'transformer'"),
+        ({"strategy": "recursive", "num_targets": 1}, r"strategy=recursive feeds forecasts back"),
+        ({"segment_length": 5}, r"segment_length=5 must divide input_length=16"),
+        ({"strategy": "seq2seq", "segment_length": 16}, r"segment_length=16 must divide .* and horizon=8"),
+        ({"loss": "quantile", "quantiles": (0.9, 0.1)}, r"model.quantiles=\[0.9, 0.1\] must be increasing"),
+    ],
+)
+def test_bad_model_options_are_named(kwargs, pattern):
+    options = {"num_inputs": C, "num_targets": C, "input_length": L, "horizon": H, **kwargs}
+    with pytest.raises(ValueError, match=pattern):
+        Forecaster(**options)
+
+
+def test_quantile_loss_is_the_pinball_loss():
+    model = Forecaster(num_inputs=1, num_targets=1, input_length=L, horizon=H, loss="quantile",
+                       quantiles=(0.1, 0.5, 0.9))
+    pred = torch.zeros(1, 1, 1, 3)
+    y = torch.ones(1, 1, 1)  # under-forecast by 1: pinball = q for each quantile
+    assert model._elementwise_loss(pred, y).item() == pytest.approx((0.1 + 0.5 + 0.9) / 3)
+    assert model.point_index == 1
+
+
+def test_revin_round_trip():
+    revin = RevIN(3)
+    with torch.no_grad():
+        revin.weight.uniform_(0.5, 2.0)
+        revin.bias.normal_()
+    x = torch.randn(4, 10, 3) * 5 + 2
+    normalized, stats = revin.normalize(x)
+    back = revin.denormalize(normalized.unsqueeze(-1), stats).squeeze(-1)
+    torch.testing.assert_close(back, x, atol=1e-4, rtol=1e-4)
+
+
+def test_sample_sums_drop_repeated_samples():
+    sums = SampleSums()
+    sums.update(torch.tensor([0, 1, 2]), torch.tensor([[1.0, 0.0], [2.0, 0.0], [3.0, 1.0]]))
+    sums.update(torch.tensor([3, 0]), torch.tensor([[4.0, 0.0], [1.0, 0.0]]))  # index 0 again: a padding duplicate
+    total, count = sums.compute()
+    assert total.tolist() == [10.0, 1.0] and count == 4
+
+
+class _Toy(torch.nn.Module):
+    """A recurrent model with the compute_loss method GradientThroughTime needs."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.rnn = Recurrent(cell, 2, 8)
+
+    def compute_loss(self, batch):
+        out, _ = self.rnn(batch["x"])
+        return out[:, -1].pow(2).sum()
+
+    def transfer_batch_to_device(self, batch, device, index):
+        return batch
+
+    @property
+    def device(self):
+        return torch.device("cpu")
+
+
+def test_gradient_through_time_measures_every_input_step_and_cleans_up():
+    torch.manual_seed(0)
+    toy = _Toy("rnn")
+    dataset = [{"x": torch.randn(40, 2)} for _ in range(6)]
+    norms, cell = GradientThroughTime(num_samples=4).measure(toy, dataset)
+    assert norms.shape == (40,) and cell == "ElmanCell"
+    assert (norms > 0).all() and norms[-1] > norms[0]  # the loss reads the last step: its gradient is the largest
+    assert not toy.rnn._forward_pre_hooks and toy.training
+    assert all(p.grad is None for p in toy.parameters())  # measuring does not touch the training gradients
