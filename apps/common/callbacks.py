@@ -130,13 +130,15 @@ class GradientThroughTime(Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (
             self.every_n_epochs < 1
+            or trainer.state.fn != "fit"
             or trainer.sanity_checking
             or trainer.fast_dev_run
             or not trainer.is_global_zero
             or trainer.current_epoch % self.every_n_epochs
         ):
             return
-        norms, cell = self.measure(pl_module, trainer.val_dataloaders.dataset)
+        loader = trainer.val_dataloaders
+        norms, cell = self.measure(pl_module, loader.dataset, loader.collate_fn)
         steps = np.arange(1, len(norms) + 1)
         path = run_dir(trainer) / "gradient_through_time.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +154,7 @@ class GradientThroughTime(Callback):
         for logger in trainer.loggers:
             logger.log_metrics({"grad_first_over_last": ratio}, step=trainer.global_step)
 
-    def measure(self, pl_module: pl.LightningModule, dataset) -> tuple[np.ndarray, str]:
+    def measure(self, pl_module: pl.LightningModule, dataset, collate_fn=default_collate) -> tuple[np.ndarray, str]:
         """Gradient norm per input step of the first Recurrent (numpy (T,)) and the name of its cell."""
         recurrent = next((m for m in pl_module.modules() if isinstance(m, Recurrent)), None)
         if recurrent is None or not hasattr(pl_module, "compute_loss"):
@@ -167,7 +169,8 @@ class GradientThroughTime(Callback):
             captured.append(x)
             return (x, *args[1:]), kwargs
 
-        batch = pl_module.transfer_batch_to_device(sample_batch(dataset, self.num_samples), pl_module.device, 0)
+        batch = sample_batch(dataset, self.num_samples, collate_fn)
+        batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
         was_training = pl_module.training
         pl_module.eval()
         handle = recurrent.register_forward_pre_hook(capture, with_kwargs=True)

@@ -138,6 +138,15 @@ class AppCLI(LightningCLI):
                            "upload later with `wandb sync`")
 
 
+    def _share_checkpoint_path(self) -> None:
+        """Tells a data module with a ``checkpoint_path`` attribute which checkpoint the command restores: Lightning
+        restores only after setup, and some data (a tokenizer, a vocabulary) must come from the checkpoint first."""
+        if hasattr(self.datamodule, "checkpoint_path"):
+            self.datamodule.checkpoint_path = self.config[self.subcommand].get("ckpt_path")
+
+    before_fit = before_validate = before_test = before_predict = _share_checkpoint_path
+
+
 def run(
     model_class: type[LightningModule],
     datamodule_class: type[LightningDataModule],

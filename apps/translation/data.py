@@ -333,6 +333,8 @@ class TranslationDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.tokenizer: Tokenizer | None = None
         self.splits: dict[str, PairDataset] = {}
+        #: the checkpoint the command restores (set by the launcher), whose tokenizer the data must use
+        self.checkpoint_path: str | None = None
 
     # ------------------------------------------------------------------ raw text
 
@@ -471,10 +473,9 @@ class TranslationDataModule(pl.LightningDataModule):
     def tokenizer_from_checkpoint(self) -> None:
         """Takes the tokenizer stored in the checkpoint being resumed, tested or predicted with, if any: the ids must
         mean what they meant when the model was trained. (Lightning restores checkpoints only after setup.)"""
-        ckpt_path = self.trainer.ckpt_path if self.trainer is not None else None
-        if self.tokenizer is not None or not ckpt_path:
+        if self.tokenizer is not None or not self.checkpoint_path:
             return
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         if TOKENIZER_KEY in checkpoint:
-            self.tokenizer = check_tokenizer(Tokenizer.from_str(checkpoint[TOKENIZER_KEY]), str(ckpt_path))
+            self.tokenizer = check_tokenizer(Tokenizer.from_str(checkpoint[TOKENIZER_KEY]), self.checkpoint_path)
 

@@ -1,0 +1,3 @@
+from apps.translation import main
+
+main()

@@ -1,0 +1,106 @@
+"""The shared launcher through the forecasting app, in-process: configs, fit/validate/test/predict, checkpoints,
+the saved config, --help, and W&B without credentials."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+import yaml
+
+from apps.forecasting import main
+from tests.conftest import FAST, ROOT, run_app
+
+#: the forecasting configs and the trainer configs every app composes with (other apps test their own)
+CONFIGS = sorted([*ROOT.glob("configs/forecasting/*.yaml"), *ROOT.glob("configs/trainer/*.yaml")])
+SHORT = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2"]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(ROOT / "configs")) for c in CONFIGS])
+def test_every_config_runs_fit_with_fast_dev_run(config, tmp_path, monkeypatch, ett_csv):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = ["fit", "--config", str(config), *FAST, "--trainer.fast_dev_run=true"]
+    if config.name == "etth1.yaml":
+        args.append(f"--data.path={ett_csv}")
+    if config.name == "gpu.yaml":
+        args.append("--trainer.accelerator=cpu")  # the machine running the tests may have no GPU
+    if config.name == "ddp.yaml":  # two processes on CPU; a subprocess keeps the process group out of this one
+        run_app([*args, "--trainer.accelerator=cpu", "--trainer.devices=2"], tmp_path)
+        return
+    cli = main(args)
+    assert cli.trainer.state.finished and cli.trainer.global_step == 1
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_fit_validate_test_predict(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    first, second = main(["fit", *FAST, *SHORT]), main(["fit", *FAST, *SHORT])
+    folders = sorted((tmp_path / "outputs/forecasting/logs").glob("version_*/checkpoints"))
+    assert len(folders) == 2  # the second run in the same folder writes beside the first, not over it
+    for folder in folders:
+        names = {p.name for p in folder.iterdir()}
+        assert {"last.ckpt", "config.yaml", "forecast.png", "gradient_through_time.png"} <= names, names
+        assert any(name.startswith("best-") for name in names)
+    assert not (tmp_path / "config.yaml").exists()
+    saved = yaml.safe_load((folders[0] / "config.yaml").read_text())
+    assert saved["model"]["cell"] == "gru" and saved["data"]["length"] == 1500 and saved["seed_everything"] == 0
+    assert saved["optimizer"]["class_path"] == "torch.optim.Adam"
+    assert first.trainer.gradient_clip_val == 1.0
+    assert first.trainer.progress_bar_callback is None  # --trainer.enable_progress_bar=false turns it off
+
+    checkpoint = first.trainer.checkpoint_callback
+    validated = main(["validate", *FAST, "--trainer.limit_val_batches=2", f"--ckpt_path={checkpoint.best_model_path}"])
+    assert validated.trainer.callback_metrics["val_loss"].item() == pytest.approx(checkpoint.best_model_score.item())
+
+    tested = main(["test", *FAST, f"--ckpt_path={second.trainer.checkpoint_callback.last_model_path}"])
+    metrics = tested.trainer.callback_metrics
+    for name in ("test_mse", "test_mae", "test_mae_original", "test_rmse_original", "test_smape", "test_mase"):
+        assert name in metrics and metrics[name].isfinite()
+
+    capsys.readouterr()
+    main(["predict", *FAST, "--ckpt_path=last", "--prediction_writer.path=future.csv"])
+    assert "written to future.csv" in capsys.readouterr().out
+    future = pd.read_csv(tmp_path / "future.csv")
+    assert list(future.columns[:4]) == ["window", "origin", "timestamp", "step"]
+    assert len(future) == 24 and future["step"].tolist() == list(range(1, 25))
+    last_row = pd.Timestamp("2020-01-01") + pd.Timedelta(hours=1499)  # the generated series' last timestamp
+    assert (pd.to_datetime(future["origin"]) == last_row).all()
+    assert pd.to_datetime(future["timestamp"]).tolist() == list(pd.date_range(last_row, periods=25, freq="h")[1:])
+
+    main(["predict", *FAST, "--ckpt_path=last", "--data.predict_on=test", "--prediction_writer.path=test.jsonl"])
+    rows = pd.read_json(tmp_path / "test.jsonl", lines=True)
+    assert len(rows) == len(tested.datamodule.datasets["test"]) * 24
+    assert {"series_0", "series_0_true"} <= set(rows.columns)
+
+
+def test_help_and_print_config_document_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    for fragment in ("steps per recurrent step", "--data.history_from_previous_split", "--checkpoint.save_last",
+                     "--gradient_through_time.every_n_epochs", "--forecast_figure.num_windows",
+                     "--prediction_writer.path", "--model.strategy"):
+        assert fragment in text, fragment
+    with pytest.raises(SystemExit):
+        main(["fit", "--print_config"])
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["cell"] == "gru" and config["trainer"]["gradient_clip_val"] == 1.0
+    assert config["checkpoint"]["save_last"] is True
+
+
+def test_wandb_without_credentials_goes_offline(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc from `wandb login`
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    monkeypatch.setenv("WANDB_MODE", "")
+    main(["fit", *FAST, "--trainer.logger=WandbLogger", "--trainer.fast_dev_run=true"])
+    assert os.environ["WANDB_MODE"] == "offline"
+
+
+def test_ckpt_path_last_without_checkpoints_starts_from_scratch(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match="no checkpoints/last"):
+        cli = main(["fit", *FAST, "--ckpt_path=last", "--trainer.fast_dev_run=true"])
+    assert cli.trainer.global_step == 1
