@@ -73,17 +73,21 @@ class PredictionWriter(BasePredictionWriter):
     """Writes the rows that ``predict_step`` returns (a list of dicts per batch) to one CSV or JSONL file, gathering
     the rows of every process first, and prints where the file is."""
 
-    def __init__(self, path: str | None = None, sort_by: list[str] | None = None) -> None:
+    def __init__(self, path: str | None = None, sort_by: list[str] | None = None, format: str = "csv") -> None:
         """
         Args:
-            path: output file, ``.csv`` or ``.jsonl``; None writes ``<default_root_dir>/predictions/<time>.csv``.
+            path: output file, ``.csv`` or ``.jsonl``; None writes ``<default_root_dir>/predictions/<time>.<format>``.
             sort_by: columns the rows are sorted by (None: the first column of each row).
+            format: ``csv`` or ``jsonl``, the format of the file when no path is given.
         """
         super().__init__(write_interval="epoch")
         if path is not None and not path.endswith((".csv", ".jsonl")):
             raise ValueError(f"prediction_writer.path must end in .csv or .jsonl, got {path!r}")
+        if format not in ("csv", "jsonl"):
+            raise ValueError(f"prediction_writer.format must be 'csv' or 'jsonl', got {format!r}")
         self.path = path
         self.sort_by = sort_by
+        self.format = format
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         rows = [row for batch in predictions for row in batch]
@@ -95,7 +99,8 @@ class PredictionWriter(BasePredictionWriter):
             return
         keys = self.sort_by or [next(iter(rows[0]))]
         rows.sort(key=lambda row: tuple(row[k] for k in keys))
-        path = Path(self.path or Path(trainer.default_root_dir) / "predictions" / time.strftime("%Y%m%d-%H%M%S.csv"))
+        default = Path(trainer.default_root_dir) / "predictions" / time.strftime(f"%Y%m%d-%H%M%S.{self.format}")
+        path = Path(self.path or default)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".jsonl":
             path.write_text("".join(json.dumps(row) + "\n" for row in rows))
