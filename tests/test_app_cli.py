@@ -31,6 +31,7 @@ def test_every_config_runs_fit_with_fast_dev_run(config, tmp_path, monkeypatch, 
         return
     cli = main(args)
     assert cli.trainer.state.finished and cli.trainer.global_step == 1
+    assert cli.trainer.progress_bar_callback is None  # FAST turns it off with one flag; on by default, see below
     assert not (tmp_path / "config.yaml").exists()
 
 
@@ -102,5 +103,7 @@ def test_wandb_without_credentials_goes_offline(tmp_path, monkeypatch):
 def test_ckpt_path_last_without_checkpoints_starts_from_scratch(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.warns(UserWarning, match="no checkpoints/last"):
-        cli = main(["fit", *FAST, "--ckpt_path=last", "--trainer.fast_dev_run=true"])
+        cli = main(["fit", *[a for a in FAST if "progress_bar" not in a], "--ckpt_path=last",
+                     "--trainer.fast_dev_run=true"])
     assert cli.trainer.global_step == 1
+    assert cli.trainer.progress_bar_callback is not None
