@@ -15,7 +15,7 @@ DDP = ["--config", str(ROOT / "configs/trainer/ddp.yaml"), "--trainer.accelerato
 TEST_METRICS = ["test_mse", "test_mae", "test_mae_original", "test_rmse_original", "test_smape", "test_mase"]
 
 
-def test_ddp_on_two_cpu_processes_and_metrics_equal_to_one_process(tmp_path):
+def test_ddp_on_two_cpu_processes_and_metrics_and_predictions_equal_to_one_process(tmp_path):
     # an odd number of test windows: the distributed sampler pads one rank with a repeated window
     assert len(ForecastingData(length=1500, horizon=24).window_starts(1200, 1500, "test")) % 2 == 1
     fit = tmp_path / "fit"
@@ -28,7 +28,12 @@ def test_ddp_on_two_cpu_processes_and_metrics_equal_to_one_process(tmp_path):
         folder.mkdir()
         run_app(["test", *FAST, *extra, f"--ckpt_path={checkpoint}"], folder)
         results[processes] = metrics_csv(folder)[TEST_METRICS].iloc[-1]
+        run_app(["predict", *FAST, *extra, f"--ckpt_path={checkpoint}", "--data.predict_on=test",
+                 f"--prediction_writer.path={tmp_path}/predictions{processes}.csv"], folder)
     pd.testing.assert_series_equal(results[1], results[2], rtol=1e-6)
+    one, two = (pd.read_csv(tmp_path / f"predictions{n}.csv") for n in (1, 2))
+    assert len(one) == len(ForecastingData(length=1500).window_starts(1200, 1500, "test")) * 24
+    pd.testing.assert_frame_equal(one, two, rtol=1e-6)  # every window once, gathered from both processes
 
 
 KILLER = '''
