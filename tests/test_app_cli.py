@@ -89,6 +89,11 @@ def test_help_and_print_config_document_every_option(capsys):
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["model"]["cell"] == "gru" and config["trainer"]["gradient_clip_val"] == 1.0
     assert config["checkpoint"]["save_last"] is True
+    with pytest.raises(SystemExit):
+        main(["fit", "--print_config=comments"])
+    commented = capsys.readouterr().out
+    assert "# recurrent cell: rnn, lstm, gru, peephole_lstm or coupled_lstm." in commented
+    assert "# input columns (None: every column but the date)." in commented
 
 
 def test_wandb_without_credentials_goes_offline(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import torch
 
 from apps.common.callbacks import GradientThroughTime
 from apps.common.metrics import SampleSums
+from apps.forecasting.gradients import measure_cells
 from apps.forecasting.model import Forecaster, RevIN
 from rnn_core import Recurrent
 
@@ -125,3 +126,9 @@ def test_gradient_through_time_measures_every_input_step_and_cleans_up():
     assert (norms > 0).all() and norms[-1] > norms[0]  # the loss reads the last step: its gradient is the largest
     assert not toy.rnn._forward_pre_hooks and toy.training
     assert all(p.grad is None for p in toy.parameters())  # measuring does not touch the training gradients
+
+
+def test_cell_comparison_measures_rnn_lstm_and_gru():
+    curves = measure_cells(input_length=16, steps=2, horizon=4, hidden_size=8)
+    assert list(curves) == ["rnn", "lstm", "gru"]
+    assert all(norms.shape == (16,) and (norms > 0).all() for norms in curves.values())
