@@ -135,10 +135,9 @@ class WindowDataset(Dataset):
     1970) and ``origin`` (timestamp of the last history row)."""
 
     def __init__(self, values: torch.Tensor, marks: torch.Tensor, times: torch.Tensor, starts: np.ndarray,
-                 input_index: list[int], target_index: list[int], input_length: int, horizon: int) -> None:
+                 num_targets: int, input_length: int, horizon: int) -> None:
         self.values, self.marks, self.times, self.starts = values, marks, times, starts
-        self.input_index, self.target_index = input_index, target_index
-        self.input_length, self.horizon = input_length, horizon
+        self.num_targets, self.input_length, self.horizon = num_targets, input_length, horizon
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -147,8 +146,8 @@ class WindowDataset(Dataset):
         s, L, H = int(self.starts[i]), self.input_length, self.horizon
         return {
             "index": torch.tensor(i),
-            "x": self.values[s : s + L, self.input_index],
-            "y": self.values[s + L : s + L + H, self.target_index],
+            "x": self.values[s : s + L],
+            "y": self.values[s + L : s + L + H, : self.num_targets],
             "x_mark": self.marks[s : s + L],
             "y_mark": self.marks[s + L : s + L + H],
             "time": self.times[s + L : s + L + H],
@@ -251,9 +250,7 @@ class ForecastingData(pl.LightningDataModule):
             mean, std = np.zeros_like(mean), np.ones_like(std)
         std[std == 0] = 1.0
         self.mean, self.std = mean, std
-        self.input_index = list(range(len(used)))
-        self.target_index = list(range(len(self.target_names)))
-        target = train_rows[:, used[: len(self.target_names)]]
+        target = train_rows[:, used[: self.num_targets]]
         m = mase_season if len(target) > mase_season else 1
         scale_mase = np.abs(target[m:] - target[:-m]).mean(0)
         scale_mase[~(scale_mase > 0)] = 1.0
@@ -276,11 +273,11 @@ class ForecastingData(pl.LightningDataModule):
 
     @property
     def target_mean(self) -> torch.Tensor:
-        return torch.as_tensor(self.mean[self.target_index], dtype=torch.float32)
+        return torch.as_tensor(self.mean[: self.num_targets], dtype=torch.float32)
 
     @property
     def target_std(self) -> torch.Tensor:
-        return torch.as_tensor(self.std[self.target_index], dtype=torch.float32)
+        return torch.as_tensor(self.std[: self.num_targets], dtype=torch.float32)
 
     def _borders(self, split, val_ratio, test_ratio, val_start, test_start) -> dict[str, tuple[int, int]]:
         """Per split, the rows [start, end) its forecasts lie in."""
@@ -323,8 +320,8 @@ class ForecastingData(pl.LightningDataModule):
     def _dataset(self, values: np.ndarray, dates: np.ndarray, starts: np.ndarray) -> WindowDataset:
         marks = calendar_features(dates) if self.calendar else np.zeros((len(dates), 0), np.float32)
         return WindowDataset(torch.as_tensor(values, dtype=torch.float32), torch.from_numpy(marks),
-                             torch.from_numpy(dates.astype(np.int64)), starts, self.input_index, self.target_index,
-                             self.input_length, self.horizon)
+                             torch.from_numpy(dates.astype(np.int64)), starts, self.num_targets, self.input_length,
+                             self.horizon)
 
     def setup(self, stage: str | None = None) -> None:
         dates = self.series.dates
