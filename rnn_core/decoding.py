@@ -219,29 +219,41 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def _limits(max_length: int | Tensor, batch_size: int) -> list[int]:
+    """Per-sequence length limits from one limit or a (B,) tensor of them (each sequence's own, so that its
+    decoding does not depend on the batch it is in)."""
+    if isinstance(max_length, int):
+        return [max_length] * batch_size
+    return [int(n) for n in max_length.tolist()]
+
+
 def greedy_search(
-    step: StepFn, state, batch_size: int, bos: int, eos: int, max_length: int, device=None
+    step: StepFn, state, batch_size: int, bos: int, eos: int, max_length: int | Tensor, device=None
 ) -> tuple[list[Hypothesis], Tensor | None]:
-    """The most likely next token at every step, for a whole batch at once.
+    """The most likely next token at every step, for a whole batch at once, until EOS or ``max_length`` tokens
+    (one limit, or a (B,) tensor with each sequence's own).
 
     Returns one Hypothesis per sequence and the attention weights (B, T, S) of the steps taken, or None.
     """
+    limits = _limits(max_length, batch_size)
+    stop = torch.tensor(limits, device=device)
     tokens = torch.full((batch_size,), bos, dtype=torch.long, device=device)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
     chosen, log_probs, weight_steps = [], [], []
-    for _ in range(max_length):
+    for t in range(max(limits)):
         step_log_probs, state, weights = step(tokens, state)
         best, tokens = step_log_probs.max(dim=-1)
         chosen.append(tokens.masked_fill(finished, eos))
         log_probs.append(best.masked_fill(finished, 0.0))
         weight_steps.append(weights)
-        finished = finished | (tokens == eos)
+        finished = finished | (tokens == eos) | (stop <= t + 1)
         if bool(finished.all()):
             break
     chosen_t = torch.stack(chosen, dim=1).tolist()
     totals = torch.stack(log_probs, dim=1).sum(1).tolist()
     hypotheses = []
-    for seq, total in zip(chosen_t, totals, strict=True):
+    for seq, total, limit in zip(chosen_t, totals, limits, strict=True):
+        seq = seq[:limit]
         ended = seq.index(eos) + 1 if eos in seq else len(seq)
         hypotheses.append(Hypothesis(seq[:ended], total, total))
     weights = None if weight_steps[0] is None else torch.stack(weight_steps, dim=1)
@@ -256,7 +268,7 @@ def beam_search(
     bos: int,
     eos: int,
     beam_size: int,
-    max_length: int,
+    max_length: int | Tensor,
     alpha: float = 0.0,
     n_best: int = 1,
     device=None,
@@ -268,13 +280,16 @@ def beam_search(
     keeps the 2 * beam_size best candidates, moves those ending in EOS among the first beam_size to the finished
     list, and continues with the beam_size best that did not end. A sequence stops once it has n_best finished
     hypotheses and no live beam can still beat them (scores are log-probabilities divided by
-    length_penalty(length, alpha)); at max_length the live beams finish as they are.
+    length_penalty(length, alpha)); at its max_length (one limit, or a (B,) tensor with each sequence's own) its
+    live beams finish as they are.
 
     Returns, per sequence, its n_best hypotheses, best first.
     """
     if beam_size < 1 or n_best < 1 or n_best > beam_size:
         raise ValueError(f"need 1 <= n_best <= beam_size, got n_best={n_best}, beam_size={beam_size}")
     B, K = batch_size, beam_size
+    limits = _limits(max_length, B)
+    last_step = torch.tensor(limits, device=device).unsqueeze(1) - 1
     tokens = torch.full((B * K,), bos, dtype=torch.long, device=device)
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
@@ -282,15 +297,14 @@ def beam_search(
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     done = [False] * B
     offsets = (torch.arange(B, device=device) * K).unsqueeze(1)
-    for t in range(max_length):
+    for t in range(max(limits)):
         log_probs, state, _ = step(tokens, state)
         V = log_probs.shape[-1]
         candidates = (scores.unsqueeze(-1) + log_probs.view(B, K, V)).view(B, K * V)
         top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=1)
         origin, token = top_index // V, top_index % V
         is_eos = token == eos
-        last = t == max_length - 1
-        ending = (is_eos | last) & torch.isfinite(top_scores)
+        ending = (is_eos | (last_step == t)) & torch.isfinite(top_scores)
         ending[:, K:] = False
         if bool(ending.any()):
             rows = (offsets + origin).tolist()
@@ -308,11 +322,15 @@ def beam_search(
         state = reorder(state, keep)
         # the best any live beam can still reach: its log-probability only falls, its penalty grows at most to
         # length_penalty(max_length)
-        best_live = (scores.max(dim=1).values / length_penalty(max_length, alpha)).tolist()
+        best_live = scores.max(dim=1).values.tolist()
         for b in range(B):
-            if not done[b] and len(finished[b]) >= n_best:
+            if done[b]:
+                continue
+            if t + 1 >= limits[b]:
+                done[b] = True
+            elif len(finished[b]) >= n_best:
                 kth = sorted(h.score for h in finished[b])[-n_best]
-                done[b] = kth >= best_live[b]
+                done[b] = kth >= best_live[b] / length_penalty(limits[b], alpha)
         if all(done):
             break
     return [sorted(f, key=lambda h: h.score, reverse=True)[:n_best] for f in finished]

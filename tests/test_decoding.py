@@ -187,3 +187,21 @@ def test_sequence_encoder_memory_mask_and_summary():
     for b, n in enumerate(lengths.tolist()):
         torch.testing.assert_close(summary[b, :8], memory[b, n - 1, :8])
         torch.testing.assert_close(summary[b, 8:], memory[b, 0, 8:])
+
+
+def test_each_sequence_keeps_its_own_length_limit():
+    """A sequence decodes the same whatever the limits of the others in its batch."""
+    torch.manual_seed(0)
+    decoder = _decoder(attention="additive").eval()
+    memory, mask, _ = _batch()
+    start = decoder.start(Bridge(10, 8, 1, decoder.state_names)(memory.mean(1)))
+    limits = torch.tensor([3, 9, 5])
+    with torch.no_grad():
+        greedy, _ = greedy_search(decoder.stepper(memory, mask), start, 3, BOS, eos=-1, max_length=limits)
+        beams = beam_search(decoder.stepper(memory, mask, beams=3), decoder.reorder, decoder.repeat(start, 3), 3,
+                            BOS, eos=-1, beam_size=3, max_length=limits)
+        for b, limit in enumerate(limits.tolist()):
+            alone = decoder.reorder(start, torch.tensor([b]))
+            (one,), _ = greedy_search(decoder.stepper(memory[b : b + 1], mask[b : b + 1]), alone, 1, BOS, -1, limit)
+            assert greedy[b].tokens == one.tokens and len(one.tokens) == limit
+            assert len(beams[b][0].tokens) == limit
