@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
 from pathlib import Path
 
 import yaml
 from lightning.pytorch import Callback, LightningDataModule, LightningModule
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from apps.common.callbacks import PredictionWriter, RNGState, run_dir
+from apps.common.callbacks import BestAndLast, PredictionWriter, RNGState, run_dir
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -94,7 +94,8 @@ class AppCLI(LightningCLI):
         args: list[str] | None = None,
     ) -> None:
         self.app = app
-        self.app_callbacks = {"checkpoint": ModelCheckpoint, "prediction_writer": PredictionWriter,
+        self.argv = list(sys.argv[1:] if args is None else args)
+        self.app_callbacks = {"checkpoint": BestAndLast, "prediction_writer": PredictionWriter,
                               **(callbacks or {})}
         self.links = links or []
         default_config = CONFIG_DIR / app / "default.yaml"
@@ -137,6 +138,23 @@ class AppCLI(LightningCLI):
             rank_zero_info("W&B: no API key found (WANDB_API_KEY or `wandb login`), logging offline; "
                            "upload later with `wandb sync`")
 
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning puts the checkpoint's model hyperparameters over the whole config, command line included; here
+        ``--model.*`` flags given on the command line still win, so that decoding options (a beam size, n-best) can
+        be chosen when testing or predicting with a checkpoint."""
+        super()._parse_ckpt_path()
+        flags, keys = [], []
+        for i, arg in enumerate(self.argv):
+            if arg.startswith("--model."):
+                key, has_value, _ = arg[len("--model."):].partition("=")
+                flags += [arg] if has_value else self.argv[i : i + 2]
+                keys.append(key)
+        if not flags or not self.config.get("subcommand"):
+            return
+        given = self.parser.parse_args([self.config.subcommand, *flags])[self.config.subcommand]
+        for key in keys:
+            self.config[self.config.subcommand][f"model.{key}"] = given[f"model.{key}"]
 
     def _share_checkpoint_path(self) -> None:
         """Tells a data module with a ``checkpoint_path`` attribute which checkpoint the command restores: Lightning
