@@ -33,12 +33,13 @@ def ett_csv(tmp_path) -> Path:
 
 
 def run_app(args: list[str], cwd: Path, env: dict | None = None, check: bool = True,
-            timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m apps.forecasting *args`` in ``cwd``; on failure (when ``check``) the output is in the error."""
+            timeout: int = 300, app: str = "forecasting", stdin: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m apps.<app> *args`` in ``cwd``, reading ``stdin`` (or nothing); on failure (when ``check``) the
+    output is in the error."""
     paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **(env or {})}
-    done = subprocess.run([sys.executable, "-m", "apps.forecasting", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", f"apps.{app}", *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=timeout, input=stdin or "")
     if check and done.returncode != 0:
         raise AssertionError(f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     return done

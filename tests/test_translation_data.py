@@ -65,6 +65,7 @@ def _multi30k(folder: Path, pairs: int = 40) -> Path:
 def _setup(**kwargs) -> TranslationDataModule:
     data = TranslationDataModule(**({"vocab_size": 120, "batch_size": 8} | kwargs))
     data.setup("fit")
+    data.setup("test")
     return data
 
 

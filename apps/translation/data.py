@@ -28,7 +28,8 @@ PAD, BOS, EOS, UNK = range(4)
 DATASETS = ("generated", "multi30k", "tsv", "hf")
 TOKENIZER_KEY = "tokenizer"  # where checkpoints keep the tokenizer (its JSON)
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{name}"
-MULTI30K_SPLITS = {"train": "train", "val": "val", "test": "test_2016_flickr"}
+#: the stages that need each split (training also needs train for the tokenizer unless a checkpoint has one)
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
 
 # ---------------------------------------------------------------------------------------------- generated pairs
 
@@ -139,16 +140,16 @@ def pair_lines(
     return kept_source, kept_target, report
 
 
-def multi30k_file(directory: Path | None, split: str, lang: str, cache_dir: str) -> Path:
-    """One Multi30k raw file: ``<dir>/<split>.<lang>.gz`` (or without .gz), or downloaded when no dir is given."""
-    name = f"{MULTI30K_SPLITS[split]}.{lang}.gz"
+def multi30k_file(directory: Path | None, name: str, lang: str, cache_dir: str) -> Path:
+    """One Multi30k raw file, ``<dir>/<name>.<lang>.gz`` (or without .gz), or downloaded when no dir is given."""
+    file = f"{name}.{lang}.gz"
     if directory is None:
-        return fetch(MULTI30K_URL.format(name=name), Path(cache_dir) / "multi30k")
-    for candidate in (directory / name, directory / name.removesuffix(".gz")):
+        return fetch(MULTI30K_URL.format(name=file), Path(cache_dir) / "multi30k")
+    for candidate in (directory / file, directory / file.removesuffix(".gz")):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
-        f"Multi30k split file {directory / name} is missing; --data.path must be a folder holding "
+        f"Multi30k split file {directory / file} is missing; --data.path must be a folder holding "
         f"{{train,val,test_2016_flickr}}.{{de,en}}.gz (the raw files of github.com/multi30k/dataset)"
     )
 
@@ -299,6 +300,7 @@ class TranslationDataModule(pl.LightningDataModule):
         generated_sizes: tuple[int, int, int] = (20000, 1000, 1000),
         val_fraction: float = 0.05,
         test_fraction: float = 0.05,
+        test_split: str = "test_2016_flickr",
         cache_dir: str = "~/.cache/rnn-apps",
         predict_path: str = "-",
         seed: int = 0,
@@ -321,6 +323,8 @@ class TranslationDataModule(pl.LightningDataModule):
             generated_sizes: train, validation and test pairs of the generated dataset.
             val_fraction: share of a tsv file held out for validation.
             test_fraction: share of a tsv file held out for testing.
+            test_split: the Multi30k files used as the test split: test_2016_flickr, test_2017_flickr,
+                test_2017_mscoco, test_2018_flickr, or val (to decode the validation set with beam search).
             cache_dir: where downloads are kept.
             predict_path: text file to translate, one sentence per line; "-" reads standard input.
             seed: seed of the generated pairs, the tsv split and the batch order.
@@ -342,19 +346,22 @@ class TranslationDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ raw text
 
-    def read_splits(self) -> dict[str, tuple[list[str], list[str]]]:
-        """Source and target sentences of train, val and test."""
+    def read_splits(self, names: tuple[str, ...]) -> dict[str, tuple[list[str], list[str]]]:
+        """Source and target sentences of the named splits (train, val, test)."""
         hp = self.hparams
         if hp.dataset == "generated":
-            return generated_pairs(dict(zip(("train", "val", "test"), hp.generated_sizes, strict=True)), hp.seed)
-        if hp.dataset == "multi30k":
+            splits = generated_pairs(dict(zip(("train", "val", "test"), hp.generated_sizes, strict=True)), hp.seed)
+        elif hp.dataset == "multi30k":
             directory = None if hp.path is None else Path(hp.path).expanduser()
-            return {split: self._paired(*(multi30k_file(directory, split, lang, hp.cache_dir)
-                                          for lang in (hp.source_lang, hp.target_lang)))
-                    for split in MULTI30K_SPLITS}
-        if hp.dataset == "tsv":
-            return self._read_tsv(Path(hp.path).expanduser())
-        return self._read_hf()
+            files = {"train": "train", "val": "val", "test": hp.test_split}
+            splits = {split: self._paired(*(multi30k_file(directory, files[split], lang, hp.cache_dir)
+                                            for lang in (hp.source_lang, hp.target_lang)))
+                      for split in names}
+        elif hp.dataset == "tsv":
+            splits = self._read_tsv(Path(hp.path).expanduser())
+        else:
+            splits = self._read_hf()
+        return {name: splits[name] for name in names}
 
     def _paired(self, source_file: Path, target_file: Path) -> tuple[list[str], list[str]]:
         source, target, report = pair_lines(
@@ -441,10 +448,13 @@ class TranslationDataModule(pl.LightningDataModule):
             lines = [line.strip() for line in lines if line.strip()]
             self.splits["predict"] = PairDataset(lines, [], self.tokenizer, hp.max_length, hp.predict_path)
             return
-        if "train" in self.splits:
-            return
         self.tokenizer_from_checkpoint()
-        texts = self.read_splits()
+        names = tuple(n for n in STAGE_SPLITS[stage] if n not in self.splits)
+        if self.tokenizer is None and "train" not in names:
+            names = ("train", *names)
+        if not names:
+            return
+        texts = self.read_splits(names)
         if self.tokenizer is None:
             self.tokenizer = self.build_tokenizer(*texts["train"])
         for split, (source, target) in texts.items():

@@ -164,9 +164,10 @@ class TranslationModel(pl.LightningModule):
 
     # ---------------------------------------------------------------- decoding
 
-    def max_length(self, batch: dict) -> int:
-        longest = int(batch["source_lengths"].max())
-        return int(longest * self.hparams.max_length_ratio) + self.hparams.max_length_extra
+    def max_length(self, batch: dict) -> torch.Tensor:
+        """Each sentence's decoding limit, from its own source length (not the batch's longest)."""
+        lengths = batch["source_lengths"].double() * self.hparams.max_length_ratio
+        return lengths.long() + self.hparams.max_length_extra
 
     def greedy(self, batch: dict):
         memory, mask, start = self.encode(batch)
