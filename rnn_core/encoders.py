@@ -1,4 +1,5 @@
-"""Encoders that turn inputs into a memory (vectors to attend over) and a summary (a vector to start a decoder)."""
+"""Encoders that turn token sequences, images and frame sequences into a memory (vectors to attend over) and a
+summary (a vector to start a decoder or feed a classifier)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,87 @@ class SequenceEncoder(nn.Module):
         summary = torch.cat(tuple(h[-directions:]), dim=-1)
         mask = torch.arange(tokens.shape[1], device=tokens.device) < lengths.to(tokens.device).unsqueeze(1)
         return out, mask, summary
+
+
+class ImageEncoder(nn.Module):
+    """A torchvision backbone as a grid of feature vectors: images (B, 3, H, W) -> (B, h * w, C).
+
+    Args:
+        backbone: a torchvision classification model name: resnet18/34/50/101/152, mobilenet_v3_small/large, ...
+        weights: a torchvision weights name ("DEFAULT", "IMAGENET1K_V1", ...; loaded from the torch cache, downloaded
+            when missing) or None for random initialisation.
+        trainable: whether the backbone's weights train (False freezes them and keeps its batch norms in eval mode).
+    """
+
+    def __init__(self, backbone: str = "resnet18", weights: str | None = None, trainable: bool = False) -> None:
+        super().__init__()
+        import torchvision  # imported here: only the image and video encoders need it
+
+        try:
+            model = torchvision.models.get_model(backbone, weights=weights)
+        except ValueError as err:
+            known = ", ".join(n for n in torchvision.models.list_models(torchvision.models)
+                              if n.startswith(("resnet", "mobilenet", "efficientnet")))
+            raise ValueError(f"backbone {backbone!r} or weights {weights!r}: {err}; backbones: {known}") from None
+        if isinstance(model, torchvision.models.ResNet):  # everything before global pooling
+            self.features = nn.Sequential(*list(model.children())[:-2])
+        elif hasattr(model, "features"):  # MobileNet, EfficientNet, VGG, ...
+            self.features = model.features
+        else:
+            raise ValueError(f"backbone {backbone!r} is neither a ResNet nor has .features; use a ResNet, MobileNet "
+                             f"or EfficientNet")
+        with torch.no_grad():
+            self.output_size = int(self.features(torch.zeros(1, 3, 64, 64)).shape[1])
+        self.trainable = trainable
+        self.set_trainable(trainable)
+
+    def set_trainable(self, trainable: bool) -> None:
+        """Unfreezes (or freezes) the backbone, e.g. to fine-tune from some epoch on."""
+        self.trainable = trainable
+        for p in self.features.parameters():
+            p.requires_grad_(trainable)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        super().train(mode)
+        if not self.trainable:
+            self.features.eval()  # frozen batch norms keep their running statistics
+        return self
+
+    def forward(self, images: Tensor) -> Tensor:
+        grid = self.features(images)  # (B, C, h, w)
+        return grid.flatten(2).transpose(1, 2)
+
+
+class FrameSequenceEncoder(nn.Module):
+    """Frames (B, T, 3, H, W) -> a per-frame CNN feature (its grid averaged) -> Recurrent over the frames.
+
+    Returns the recurrent outputs (B, T, D * hidden) and the summary (B, D * hidden): the top layer's final state.
+    """
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoder,
+        hidden_size: int,
+        cell: str | RecurrentCell = "lstm",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.rnn = Recurrent(cell, image_encoder.output_size, hidden_size, num_layers=num_layers,
+                             bidirectional=bidirectional, dropout=dropout, backend=backend)
+        self.output_size = hidden_size * (2 if bidirectional else 1)
+
+    def frame_features(self, frames: Tensor) -> Tensor:
+        """(B, T, 3, H, W) -> (B, T, C): every frame through the CNN in one batch, its grid averaged."""
+        B, T = frames.shape[:2]
+        return self.image_encoder(frames.flatten(0, 1)).mean(1).view(B, T, -1)
+
+    def forward(self, frames: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        out, state = self.rnn(self.frame_features(frames), lengths)
+        h = state[0] if isinstance(state, tuple) else state
+        directions = 2 if self.rnn.bidirectional else 1
+        return out, torch.cat(tuple(h[-directions:]), dim=-1)

@@ -7,7 +7,7 @@ import torch
 
 from rnn_core.attention import Attention
 from rnn_core.decoding import Bridge, RecurrentDecoder, beam_search, greedy_search, length_penalty
-from rnn_core.encoders import SequenceEncoder
+from rnn_core.encoders import FrameSequenceEncoder, ImageEncoder, SequenceEncoder
 
 BOS, EOS = 1, 2
 
@@ -205,3 +205,32 @@ def test_each_sequence_keeps_its_own_length_limit():
             (one,), _ = greedy_search(decoder.stepper(memory[b : b + 1], mask[b : b + 1]), alone, 1, BOS, -1, limit)
             assert greedy[b].tokens == one.tokens and len(one.tokens) == limit
             assert len(beams[b][0].tokens) == limit
+
+
+@pytest.mark.parametrize(("backbone", "channels"), [("resnet18", 512), ("mobilenet_v3_small", 576)])
+def test_image_encoder_grid_and_freezing(backbone, channels):
+    torch.manual_seed(0)
+    encoder = ImageEncoder(backbone, weights=None, trainable=False)
+    assert encoder.output_size == channels
+    grid = encoder(torch.randn(2, 3, 96, 128))
+    assert grid.shape == (2, 3 * 4, channels)  # stride 32
+    assert not any(p.requires_grad for p in encoder.parameters())
+    encoder.train()
+    assert not encoder.features.training  # frozen batch norms stay in eval mode
+    encoder.set_trainable(True)
+    assert all(p.requires_grad for p in encoder.parameters()) and encoder.features.training
+
+
+def test_image_encoder_names_bad_backbones():
+    with pytest.raises(ValueError, match="backbone 'resnet7'"):
+        ImageEncoder("resnet7")
+
+
+def test_frame_sequence_encoder_runs_the_recurrence_over_frames():
+    torch.manual_seed(0)
+    encoder = FrameSequenceEncoder(ImageEncoder("resnet18"), hidden_size=8, cell="gru").eval()
+    frames = torch.randn(2, 5, 3, 64, 64)
+    out, summary = encoder(frames, torch.tensor([5, 3]))
+    assert out.shape == (2, 5, 8) and summary.shape == (2, 8)
+    torch.testing.assert_close(summary[1], out[1, 2])  # the second clip's state after its own last frame
+    assert out[1, 3:].abs().sum() == 0
