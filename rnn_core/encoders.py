@@ -10,6 +10,13 @@ from rnn_core.cells import RecurrentCell
 from rnn_core.recurrent import Recurrent
 
 
+def top_layer_summary(rnn: Recurrent, state) -> Tensor:
+    """The top layer's final h of each direction, concatenated: (B, num_directions * hidden_size)."""
+    h = state[0] if isinstance(state, tuple) else state
+    directions = 2 if rnn.bidirectional else 1
+    return torch.cat(tuple(h[-directions:]), dim=-1)
+
+
 class SequenceEncoder(nn.Module):
     """Token embeddings, then Recurrent over the sequence (any cell, layers, both directions).
 
@@ -50,9 +57,7 @@ class SequenceEncoder(nn.Module):
         """tokens (B, S) and lengths (B,) -> memory (B, S, output_size), mask (B, S) True on real tokens, and
         summary (B, output_size): the top layer's final h of each direction, concatenated."""
         out, state = self.rnn(self.dropout(self.embedding(tokens)), lengths)
-        h = state[0] if isinstance(state, tuple) else state
-        directions = 2 if self.rnn.bidirectional else 1
-        summary = torch.cat(tuple(h[-directions:]), dim=-1)
+        summary = top_layer_summary(self.rnn, state)
         mask = torch.arange(tokens.shape[1], device=tokens.device) < lengths.to(tokens.device).unsqueeze(1)
         return out, mask, summary
 
@@ -136,6 +141,4 @@ class FrameSequenceEncoder(nn.Module):
 
     def forward(self, frames: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         out, state = self.rnn(self.frame_features(frames), lengths)
-        h = state[0] if isinstance(state, tuple) else state
-        directions = 2 if self.rnn.bidirectional else 1
-        return out, torch.cat(tuple(h[-directions:]), dim=-1)
+        return out, top_layer_summary(self.rnn, state)
