@@ -169,13 +169,15 @@ class TranslationModel(pl.LightningModule):
         lengths = batch["source_lengths"].double() * self.hparams.max_length_ratio
         return lengths.long() + self.hparams.max_length_extra
 
-    def greedy(self, batch: dict):
-        memory, mask, start = self.encode(batch)
+    def greedy(self, batch: dict, encoded=None):
+        """Greedy decoding; ``encoded`` is ``encode(batch)`` when the caller already has it."""
+        memory, mask, start = encoded or self.encode(batch)
         return greedy_search(self.decoder.stepper(memory, mask), start, batch["source"].shape[0], BOS, EOS,
                              self.max_length(batch), device=self.device)
 
-    def beam(self, batch: dict, n_best: int = 1):
-        memory, mask, start = self.encode(batch)
+    def beam(self, batch: dict, n_best: int = 1, encoded=None):
+        """Beam search; ``encoded`` is ``encode(batch)`` when the caller already has it."""
+        memory, mask, start = encoded or self.encode(batch)
         K = self.hparams.beam_size
         return beam_search(
             self.decoder.stepper(memory, mask, beams=K), self.decoder.reorder, self.decoder.repeat(start, K),
@@ -189,14 +191,16 @@ class TranslationModel(pl.LightningModule):
     # ---------------------------------------------------------------- evaluation
 
     def _evaluate(self, batch: dict, search: str) -> None:
-        logits, _ = self(batch)
+        encoded = self.encode(batch)  # once, for the loss and the decoding
+        memory, mask, start = encoded
+        logits, _ = self.decoder(batch["target_in"], start, memory, mask)
         nll = F.cross_entropy(logits.transpose(1, 2), batch["target_out"], ignore_index=PAD, reduction="none")
         tokens = (batch["target_out"] != PAD).sum(1)
         self.eval_sums.update(batch["index"], torch.stack((nll.sum(1), tokens.to(nll.dtype)), dim=1))
         if search == "greedy":
-            hypotheses = [h.tokens for h in self.greedy(batch)[0]]
+            hypotheses = [h.tokens for h in self.greedy(batch, encoded)[0]]
         else:
-            hypotheses = [h[0].tokens for h in self.beam(batch)]
+            hypotheses = [h[0].tokens for h in self.beam(batch, encoded=encoded)]
         for i, hyp, src, ref in zip(batch["index"].tolist(), hypotheses, batch["source_text"], batch["target_text"],
                                     strict=True):
             self.outputs.append((i, src, ref, self.detokenize(hyp)))
