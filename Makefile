@@ -7,8 +7,10 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test install
 
+# The headline command: captioning on generated scenes (minutes on a laptop CPU), then its best checkpoint tested.
 demo: $(INSTALLED)
-	$(BIN)/python -m benchmarks.cells
+	$(BIN)/python -m apps.captioning fit
+	$(BIN)/python -m apps.captioning test --ckpt_path best
 
 test: $(INSTALLED)
 	$(BIN)/ruff check .

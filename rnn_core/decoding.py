@@ -334,3 +334,176 @@ def beam_search(
         if all(done):
             break
     return [sorted(f, key=lambda h: h.score, reverse=True)[:n_best] for f in finished]
+
+
+class ShowAttendTellDecoder(nn.Module):
+    """The caption decoder of Show, Attend and Tell (Xu et al. 2015), or of Show and Tell (Vinyals et al. 2015)
+    with ``attention="none"``.
+
+    With attention, each step attends from the previous state over the image grid a_1..a_L:
+        alpha_t  = softmax(score(h_{t-1}, a_i))                    (any score of rnn_core.attention)
+        z_t      = beta_t * sum_i alpha_ti a_i,  beta_t = sigmoid(W_b h_{t-1})   (the gating scalar, optional)
+        h_t      = cells([E y_{t-1}; z_t], state)
+        p(y_t)   = softmax(L_o(E y_{t-1} + L_h h_t + L_z z_t))      (the paper's deep output)
+    and the initial state is a Bridge from the mean grid vector. The doubly stochastic regularisation
+    lambda * sum_i (1 - sum_t alpha_ti)^2 is ``attention_penalty`` of the returned weights.
+
+    Without attention the image (the mean grid vector, projected to the embedding width) is the first input, from a
+    zero state, and p(y_t) = softmax(L_o(E y_{t-1} + L_h h_t)); training then runs the cells over the whole caption
+    in one Recurrent call.
+
+    The decoder state is (recurrent state, None), RecurrentDecoder's layout, so greedy_search and beam_search run it
+    through ``stepper``, ``reorder`` and ``repeat`` alike.
+
+    Args:
+        vocab_size: output (and input) vocabulary size.
+        embedding_size: width of the word embeddings.
+        hidden_size: width of the recurrent state.
+        memory_size: width of the image grid vectors.
+        cell: "rnn", "lstm", "gru", "peephole_lstm", "coupled_lstm", or a RecurrentCell.
+        num_layers: stacked recurrent layers (attention queries with the top layer's h).
+        attention: "additive", "dot", "general" or "none" (Show and Tell).
+        attention_size: width of additive attention's hidden layer (None: hidden_size).
+        gate: the gating scalar beta_t on the context.
+        dropout: on the embeddings and before the output layer.
+        tie_embeddings: share L_o with the embedding E.
+        padding_idx: the padding token, whose embedding stays zero.
+        backend: the Recurrent backend.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_size: int,
+        hidden_size: int,
+        memory_size: int,
+        cell: str | RecurrentCell = "lstm",
+        num_layers: int = 1,
+        attention: str = "additive",
+        attention_size: int | None = None,
+        gate: bool = True,
+        dropout: float = 0.0,
+        tie_embeddings: bool = False,
+        padding_idx: int = 0,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if attention not in (*ATTENTION_KINDS, "none"):
+            raise ValueError(f"unknown attention {attention!r}; expected one of {(*ATTENTION_KINDS, 'none')}")
+        self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=padding_idx)
+        self.dropout = nn.Dropout(dropout)
+        if attention == "none":
+            self.attention = self.gate = self.context_proj = self.bridge = None
+            self.image_proj = nn.Linear(memory_size, embedding_size)
+            rnn_input = embedding_size
+        else:
+            self.attention = Attention(attention, hidden_size, memory_size, attention_size)
+            self.gate = nn.Linear(hidden_size, 1) if gate else None
+            self.context_proj = nn.Linear(memory_size, embedding_size, bias=False)
+            self.image_proj = None
+            rnn_input = embedding_size + memory_size
+        self.rnn = Recurrent(cell, rnn_input, hidden_size, num_layers=num_layers, dropout=dropout, backend=backend)
+        if attention != "none":
+            self.bridge = Bridge(memory_size, hidden_size, num_layers, self.rnn.cell.state_names)
+        self.hidden_proj = nn.Linear(hidden_size, embedding_size, bias=False)
+        self.out = nn.Linear(embedding_size, vocab_size)
+        if tie_embeddings:
+            self.out.weight = self.embedding.weight
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return self.rnn.cell.state_names
+
+    def start(self, memory: Tensor) -> DecoderState:
+        """The state before the first word, from the image grid (B, L, M)."""
+        image = memory.mean(1)
+        if self.attention is not None:
+            return self.bridge(image), None
+        _, rnn_state = self.rnn(self.dropout(self.image_proj(image)).unsqueeze(1))
+        return rnn_state, None
+
+    def prepare(self, memory: Tensor) -> Tensor | None:
+        """The attention keys of an image grid: compute once per batch, pass to forward/step."""
+        return None if self.attention is None else self.attention.prepare(memory)
+
+    def _top_h(self, rnn_state: RecurrentState) -> Tensor:
+        return (rnn_state[0] if isinstance(rnn_state, tuple) else rnn_state)[-1]
+
+    def _attend(self, rnn_state, memory, keys, mask) -> tuple[Tensor, Tensor]:
+        h = self._top_h(rnn_state)
+        context, weights = self.attention(h, memory, keys, mask)
+        if self.gate is not None:
+            context = torch.sigmoid(self.gate(h)) * context
+        return context, weights
+
+    def _logits(self, embedded: Tensor, h: Tensor, context: Tensor | None) -> Tensor:
+        deep = embedded + self.hidden_proj(h)
+        if context is not None:
+            deep = deep + self.context_proj(context)
+        return self.out(self.dropout(deep))
+
+    def step(
+        self, tokens: Tensor, state: DecoderState, memory: Tensor, keys: Tensor | None = None, mask=None
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """One word per image: tokens (B,) -> logits (B, V), new state, attention weights (B, L) or None."""
+        rnn_state = state[0]
+        embedded = self.dropout(self.embedding(tokens))
+        context = weights = None
+        x = embedded
+        if self.attention is not None:
+            context, weights = self._attend(rnn_state, memory, keys, mask)
+            x = torch.cat((embedded, context), dim=-1)
+        out, rnn_state = self.rnn(x.unsqueeze(1), state=rnn_state)
+        return self._logits(embedded, out[:, 0], context), (rnn_state, None), weights
+
+    def forward(
+        self, targets: Tensor, state: DecoderState, memory: Tensor, mask: Tensor | None = None,
+        teacher_forcing: float = 1.0,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits for every position of ``targets (B, T)`` (BOS, y_1, ..., y_{T-1}): (B, T, V), and the attention
+        weights (B, T, L) or None. teacher_forcing < 1 feeds the model's own previous word instead of the true one
+        with probability 1 - teacher_forcing (one draw per step for the whole batch)."""
+        if self.attention is None and teacher_forcing >= 1.0:
+            embedded = self.dropout(self.embedding(targets))
+            out, _ = self.rnn(embedded, state=state[0])
+            return self._logits(embedded, out, None), None
+        keys = self.prepare(memory)
+        logits_steps, weight_steps = [], []
+        tokens = targets[:, 0]
+        for t in range(targets.shape[1]):
+            logits, state, weights = self.step(tokens, state, memory, keys, mask)
+            logits_steps.append(logits)
+            weight_steps.append(weights)
+            if t + 1 < targets.shape[1]:
+                use_truth = teacher_forcing >= 1.0 or random.random() < teacher_forcing
+                tokens = targets[:, t + 1] if use_truth else logits.argmax(-1)
+        weights = None if self.attention is None else torch.stack(weight_steps, dim=1)
+        return torch.stack(logits_steps, dim=1), weights
+
+    def stepper(self, memory: Tensor, mask: Tensor | None = None, beams: int = 1) -> StepFn:
+        """A step function for greedy_search/beam_search over a fixed image grid, each image's grid repeated for
+        its ``beams`` rows."""
+        if beams > 1:
+            memory = memory.repeat_interleave(beams, dim=0)
+            mask = None if mask is None else mask.repeat_interleave(beams, dim=0)
+        keys = self.prepare(memory)
+
+        def step(tokens, state):
+            logits, state, weights = self.step(tokens, state, memory, keys, mask)
+            return F.log_softmax(logits.float(), dim=-1), state, weights
+
+        return step
+
+    reorder = staticmethod(RecurrentDecoder.reorder)
+    repeat = staticmethod(RecurrentDecoder.repeat)
+
+
+def attention_penalty(weights: Tensor, steps: Tensor) -> Tensor:
+    """Show, Attend and Tell's doubly stochastic regularisation, per image: (1 - sum_t alpha_ti)^2 averaged over the
+    L grid locations, from weights (B, T, L) and a mask ``steps`` (B, T) True on real (non-padding) steps. Pushes
+    the model to look at every part of the image over the caption. The paper sums over locations; the mean (as in
+    the widely used PyTorch reimplementation) keeps a weight of 1 from swamping the word loss on a large grid, where
+    a caption of T < L words cannot cover every location."""
+    coverage = (weights * steps.unsqueeze(-1).to(weights.dtype)).sum(1)  # (B, L)
+    return ((1.0 - coverage) ** 2).mean(1)

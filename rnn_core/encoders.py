@@ -70,9 +70,12 @@ class ImageEncoder(nn.Module):
         weights: a torchvision weights name ("DEFAULT", "IMAGENET1K_V1", ...; loaded from the torch cache, downloaded
             when missing) or None for random initialisation.
         trainable: whether the backbone's weights train (False freezes them and keeps its batch norms in eval mode).
+        stages: keep only the first ``stages`` stages (ResNet: layer1..layer4; others: blocks of ``.features``) for a
+            finer, narrower grid (resnet18 with 2 stages: stride 8, 128 channels); None keeps all.
     """
 
-    def __init__(self, backbone: str = "resnet18", weights: str | None = None, trainable: bool = False) -> None:
+    def __init__(self, backbone: str = "resnet18", weights: str | None = None, trainable: bool = False,
+                 stages: int | None = None) -> None:
         super().__init__()
         import torchvision  # imported here: only the image and video encoders need it
 
@@ -82,13 +85,16 @@ class ImageEncoder(nn.Module):
             known = ", ".join(n for n in torchvision.models.list_models(torchvision.models)
                               if n.startswith(("resnet", "mobilenet", "efficientnet")))
             raise ValueError(f"backbone {backbone!r} or weights {weights!r}: {err}; backbones: {known}") from None
-        if isinstance(model, torchvision.models.ResNet):  # everything before global pooling
-            self.features = nn.Sequential(*list(model.children())[:-2])
+        if isinstance(model, torchvision.models.ResNet):  # the stem (4 modules), then layer1..layer4
+            stem, blocks = list(model.children())[:4], list(model.children())[4:-2]
         elif hasattr(model, "features"):  # MobileNet, EfficientNet, VGG, ...
-            self.features = model.features
+            stem, blocks = [], list(model.features)
         else:
             raise ValueError(f"backbone {backbone!r} is neither a ResNet nor has .features; use a ResNet, MobileNet "
                              f"or EfficientNet")
+        if stages is not None and not 1 <= stages <= len(blocks):
+            raise ValueError(f"stages={stages}: backbone {backbone!r} has stages 1..{len(blocks)}")
+        self.features = nn.Sequential(*stem, *blocks[:stages])
         with torch.no_grad():
             self.output_size = int(self.features(torch.zeros(1, 3, 64, 64)).shape[1])
         self.trainable = trainable

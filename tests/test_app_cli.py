@@ -56,6 +56,8 @@ def test_fit_validate_test_predict(tmp_path, monkeypatch, capsys):
     assert validated.trainer.callback_metrics["val_loss"].item() == pytest.approx(checkpoint.best_model_score.item())
 
     tested = main(["test", *FAST, f"--ckpt_path={second.trainer.checkpoint_callback.last_model_path}"])
+    best = main(["test", *FAST, "--ckpt_path=best"])  # the newest run's best checkpoint
+    assert best.trainer.ckpt_path == second.trainer.checkpoint_callback.best_model_path
     metrics = tested.trainer.callback_metrics
     for name in ("test_mse", "test_mae", "test_mae_original", "test_rmse_original", "test_smape", "test_mase"):
         assert name in metrics and metrics[name].isfinite()

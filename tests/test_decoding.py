@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from rnn_core.attention import Attention
-from rnn_core.decoding import Bridge, RecurrentDecoder, beam_search, greedy_search, length_penalty
+from rnn_core.decoding import (
+    Bridge,
+    RecurrentDecoder,
+    ShowAttendTellDecoder,
+    attention_penalty,
+    beam_search,
+    greedy_search,
+    length_penalty,
+)
 from rnn_core.encoders import FrameSequenceEncoder, ImageEncoder, SequenceEncoder
 
 BOS, EOS = 1, 2
@@ -224,6 +232,59 @@ def test_image_encoder_grid_and_freezing(backbone, channels):
 def test_image_encoder_names_bad_backbones():
     with pytest.raises(ValueError, match="backbone 'resnet7'"):
         ImageEncoder("resnet7")
+    with pytest.raises(ValueError, match=r"stages=5: backbone 'resnet18' has stages 1\.\.4"):
+        ImageEncoder("resnet18", stages=5)
+
+
+def test_image_encoder_keeps_the_first_stages_for_a_finer_grid():
+    encoder = ImageEncoder("resnet18", stages=2)
+    assert encoder.output_size == 128 and encoder(torch.randn(2, 3, 64, 64)).shape == (2, 8 * 8, 128)
+    full = ImageEncoder("resnet18")
+    layer3_and_4 = ("features.6", "features.7")
+    assert list(encoder.state_dict()) == [k for k in full.state_dict() if not k.startswith(layer3_and_4)]
+
+
+@pytest.mark.parametrize("attention", ["additive", "general", "none"])
+def test_show_attend_tell_teacher_forcing_equals_stepping_and_beam_one_is_greedy(attention):
+    torch.manual_seed(0)
+    decoder = ShowAttendTellDecoder(11, 6, 8, memory_size=5, attention=attention, tie_embeddings=True).eval()
+    memory = torch.randn(3, 4, 5)
+    targets = torch.randint(3, 11, (3, 6))
+    start = decoder.start(memory)
+    logits, weights = decoder(targets, start, memory)
+    state, keys = start, decoder.prepare(memory)
+    for t in range(6):
+        step_logits, state, step_weights = decoder.step(targets[:, t], state, memory, keys)
+        torch.testing.assert_close(step_logits, logits[:, t])
+        if attention != "none":
+            torch.testing.assert_close(step_weights, weights[:, t])
+            torch.testing.assert_close(step_weights.sum(-1), torch.ones(3))
+    assert (weights is None) == (attention == "none")
+    with torch.no_grad():
+        greedy, _ = greedy_search(decoder.stepper(memory), start, 3, BOS, EOS, 7)
+        beams = beam_search(decoder.stepper(memory, beams=1), decoder.reorder, decoder.repeat(start, 1), 3, BOS,
+                            EOS, beam_size=1, max_length=7)
+    assert [g.tokens for g in greedy] == [b[0].tokens for b in beams]
+
+
+def test_show_attend_tell_gate_scales_the_context():
+    torch.manual_seed(0)
+    decoder = ShowAttendTellDecoder(11, 6, 8, memory_size=5, gate=True).eval()
+    memory = torch.randn(2, 4, 5)
+    state = decoder.start(memory)
+    context, weights = decoder._attend(state[0], memory, decoder.prepare(memory), None)
+    beta = torch.sigmoid(decoder.gate(state[0][0][-1]))
+    torch.testing.assert_close(context, beta * torch.bmm(weights.unsqueeze(1), memory).squeeze(1))
+    assert ShowAttendTellDecoder(11, 6, 8, memory_size=5, gate=False).gate is None
+
+
+def test_attention_penalty_is_zero_when_every_location_gets_one_unit_over_the_real_steps():
+    L = 3
+    weights = torch.eye(L).unsqueeze(0).repeat(2, 1, 1)  # step t looks only at location t
+    weights = torch.cat((weights, torch.full((2, 1, L), 1 / L)), dim=1)  # a padding step, to be ignored
+    steps = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    penalty = attention_penalty(weights, steps)
+    torch.testing.assert_close(penalty, torch.tensor([0.0, 1 / L]))  # the second never looked at location 2
 
 
 def test_frame_sequence_encoder_runs_the_recurrence_over_frames():

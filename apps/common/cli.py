@@ -5,8 +5,9 @@
 
 - always-on callbacks with their own options: ``--checkpoint.*`` (best and last kept), ``--prediction_writer.*``,
   exact-resume random state, and the app's own (figures, gradient through time);
-- ``fit --ckpt_path last`` finds the newest ``last*.ckpt`` under the run folders (each run writes its own versioned
-  folder, so "last" cannot be found by Lightning in the new run's empty folder);
+- ``--ckpt_path last`` finds the newest ``last*.ckpt`` under the run folders (each run writes its own versioned
+  folder, so "last" cannot be found by Lightning in the new run's empty folder); ``--ckpt_path best`` the newest
+  ``best*.ckpt``, e.g. to test the model a fit just chose;
 - the resolved config is saved as ``config.yaml`` beside the checkpoints of that run (never into the working
   directory, never refused because an earlier run left one) and sent to W&B when W&B logs the run;
 - W&B without credentials runs offline instead of asking for a login.
@@ -66,9 +67,10 @@ class ConfigBesideCheckpoints(SaveConfigCallback):
         self.parser.save(self.config, str(path), skip_none=False, multifile=self.multifile)
 
 
-def find_last_checkpoint(roots: list[Path]) -> Path | None:
-    """The most recently written ``last*.ckpt`` in any ``checkpoints`` folder under the given folders."""
-    found = [p for root in roots if root.is_dir() for p in root.rglob("checkpoints/last*.ckpt")]
+def find_checkpoint(roots: list[Path], kind: str = "last") -> Path | None:
+    """The most recently written ``last*.ckpt`` (or ``best*.ckpt``) in any ``checkpoints`` folder under the given
+    folders."""
+    found = [p for root in roots if root.is_dir() for p in root.rglob(f"checkpoints/{kind}*.ckpt")]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
@@ -118,20 +120,21 @@ class AppCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
-        if config.get("ckpt_path") == "last":
+        if config.get("ckpt_path") in ("last", "best"):
+            kind = config.ckpt_path
             roots = {Path(config.trainer.default_root_dir or ".")}
             logger = config.trainer.logger
             for entry in logger if isinstance(logger, list) else [logger]:
                 save_dir = getattr(getattr(entry, "init_args", None), "save_dir", None)
                 if save_dir:
                     roots.add(Path(save_dir))
-            last = find_last_checkpoint(sorted(roots))
-            if last is None:
-                rank_zero_warn(f"--ckpt_path last: no checkpoints/last*.ckpt under {sorted(map(str, roots))}; "
-                               "starting from scratch")
+            found = find_checkpoint(sorted(roots), kind)
+            if found is None:
+                rank_zero_warn(f"--ckpt_path {kind}: no checkpoints/{kind}*.ckpt under {sorted(map(str, roots))}; "
+                               + ("starting from scratch" if self.subcommand == "fit" else "using the model as built"))
             else:
-                rank_zero_info(f"--ckpt_path last: {last}")
-            config.ckpt_path = None if last is None else str(last)
+                rank_zero_info(f"--ckpt_path {kind}: {found}")
+            config.ckpt_path = None if found is None else str(found)
             self._parse_ckpt_path()
         if "Wandb" in str(config.trainer.logger) and not os.environ.get("WANDB_MODE") and not _wandb_credentials():
             os.environ["WANDB_MODE"] = "offline"

@@ -1,0 +1,3 @@
+from apps.captioning import main
+
+main()

@@ -1,0 +1,466 @@
+"""Images with reference captions: generated scenes of shapes, Karpathy split JSON, COCO captions JSON.
+
+Captions become word ids with a Vocabulary built from the training captions (words seen at least ``min_word_count``
+times; the rest are ``<unk>``); the model keeps it in its checkpoints, so a checkpoint alone can caption. Training
+items are (image, one of its captions, drawn anew each time); evaluation items carry every reference of the image.
+Images pass through torchvision.transforms.v2 (resize, crop, normalise; augmentation on training only) and are
+converted to RGB whatever their mode (grayscale, palette, RGBA over white).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from PIL import Image, ImageDraw
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+PAD, BOS, EOS, UNK = range(4)
+DATASETS = ("generated", "karpathy", "coco")
+VOCABULARY_KEY = "vocabulary"  # where checkpoints keep the vocabulary (its word list)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+#: the stages that need each split (training also needs train for the vocabulary unless a checkpoint has one)
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words without punctuation, the usual caption tokenisation (Karpathy's JSON tokens alike)."""
+    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
+
+
+class Vocabulary:
+    """Word <-> id, with <pad>, <bos>, <eos> and <unk> first."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        if list(tokens[: len(SPECIALS)]) != list(SPECIALS):
+            raise ValueError(f"a vocabulary starts with {SPECIALS}, got {tokens[: len(SPECIALS)]}")
+        self.tokens = list(tokens)
+        self.index = {w: i for i, w in enumerate(self.tokens)}
+
+    @classmethod
+    def from_captions(cls, captions: Iterable[str], min_count: int) -> Vocabulary:
+        """The words that occur at least ``min_count`` times, most frequent first (ties alphabetically)."""
+        counts = Counter(w for caption in captions for w in words(caption))
+        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        return cls([*SPECIALS, *kept])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, caption: str) -> list[int]:
+        return [self.index.get(w, UNK) for w in words(caption)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self.tokens[i] for i in ids if i >= len(SPECIALS) or i == UNK)
+
+
+# ---------------------------------------------------------------------------------------------- generated scenes
+
+COLOURS = {"red": (220, 45, 45), "green": (45, 185, 70), "blue": (55, 95, 235), "yellow": (235, 215, 45),
+           "white": (240, 240, 240)}
+SHAPES = ("circle", "square", "triangle")
+SIZES = {"small": 0.26, "large": 0.44}  # radius as a share of a grid cell
+#: the 3 x 3 places of a scene and how captions name them
+PLACES = {(0, 0): "at the top left", (0, 1): "at the top", (0, 2): "at the top right",
+          (1, 0): "on the left", (1, 1): "in the middle", (1, 2): "on the right",
+          (2, 0): "at the bottom left", (2, 1): "at the bottom", (2, 2): "at the bottom right"}
+
+
+@dataclass(frozen=True)
+class Thing:
+    """One shape of a generated scene."""
+
+    shape: str
+    colour: str
+    size: str
+    place: tuple[int, int]
+
+
+def scene_things(rng: random.Random, max_objects: int) -> list[Thing]:
+    """One to ``max_objects`` shapes in distinct places, in reading order (rows top to bottom, left to right)."""
+    places = sorted(rng.sample(sorted(PLACES), rng.randint(1, max_objects)))
+    return [Thing(rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(SIZES)), p) for p in places]
+
+
+def scene_captions(things: list[Thing]) -> list[str]:
+    """Four references from a small grammar: the shapes in reading order, described two ways, with and without an
+    opening phrase."""
+    direct = [f"a {t.size} {t.colour} {t.shape} {PLACES[t.place]}" for t in things]
+    placed_first = [f"{PLACES[t.place]} a {t.size} {t.colour} {t.shape}" for t in things]
+    plain = " and ".join(direct)
+    return [plain, f"there is {plain}", f"a picture of {plain}", " and ".join(placed_first)]
+
+
+def render_scene(things: list[Thing], size: int, rng: random.Random) -> Image.Image:
+    """The shapes on a dark background, each jittered a little inside its grid cell."""
+    image = Image.new("RGB", (size, size), (28, 28, 32))
+    draw = ImageDraw.Draw(image)
+    cell = size / 3
+    for t in things:
+        r = SIZES[t.size] * cell
+        slack = max(cell / 2 - r - 1, 0)
+        cx = (t.place[1] + 0.5) * cell + rng.uniform(-slack, slack)
+        cy = (t.place[0] + 0.5) * cell + rng.uniform(-slack, slack)
+        colour = COLOURS[t.colour]
+        if t.shape == "circle":
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+        elif t.shape == "square":
+            s = r * 0.88  # about the circle's area
+            draw.rectangle((cx - s, cy - s, cx + s, cy + s), fill=colour)
+        else:
+            draw.polygon([(cx, cy - r), (cx - r * 1.05, cy + r * 0.8), (cx + r * 1.05, cy + r * 0.8)], fill=colour)
+    return image
+
+
+class GeneratedScenes(Dataset):
+    """``count`` scenes, scene i drawn from (seed, i) alone, so any worker or process renders the same image."""
+
+    def __init__(self, count: int, seed: int, image_size: int, max_objects: int) -> None:
+        self.count, self.seed, self.image_size, self.max_objects = count, seed, image_size, max_objects
+
+    def __len__(self) -> int:
+        return self.count
+
+    def scene(self, i: int) -> tuple[Image.Image, list[str]]:
+        rng = random.Random(self.seed * 1_000_003 + i)
+        things = scene_things(rng, self.max_objects)
+        return render_scene(things, self.image_size, rng), scene_captions(things)
+
+
+# ---------------------------------------------------------------------------------------------- files on disk
+
+
+@dataclass
+class Entry:
+    """An image file and its reference captions (none when predicting)."""
+
+    path: Path
+    captions: list[str]
+
+
+def _require(mapping: dict, key: str, where: str):
+    if not isinstance(mapping, dict) or key not in mapping:
+        found = sorted(mapping) if isinstance(mapping, dict) else type(mapping).__name__
+        raise ValueError(f"{where}: missing key {key!r} (found {found})")
+    return mapping[key]
+
+
+def _load_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def read_karpathy(annotations: Path, images: Path) -> dict[str, list[Entry]]:
+    """Karpathy's split JSON (dataset_flickr8k.json, dataset_flickr30k.json, dataset_coco.json): ``images`` with
+    ``filename``, optional ``filepath`` (COCO's train2014/val2014), ``split`` (train, restval, val or test;
+    restval joins train) and ``sentences`` with ``raw`` (or ``tokens``)."""
+    data = _load_json(annotations)
+    splits: dict[str, list[Entry]] = {"train": [], "val": [], "test": []}
+    for k, item in enumerate(_require(data, "images", str(annotations))):
+        where = f"{annotations}: images[{k}]"
+        split = _require(item, "split", where)
+        if split not in ("train", "restval", "val", "test"):
+            raise ValueError(f"{where}: split {split!r}; expected train, restval, val or test")
+        captions = []
+        for j, sentence in enumerate(_require(item, "sentences", where)):
+            if isinstance(sentence, dict) and "raw" not in sentence and "tokens" in sentence:
+                captions.append(" ".join(sentence["tokens"]))
+            else:
+                captions.append(_require(sentence, "raw", f"{where}.sentences[{j}]"))
+        path = images / item.get("filepath", "") / _require(item, "filename", where)
+        splits["train" if split == "restval" else split].append(Entry(path, captions))
+    return splits
+
+
+def read_coco(annotations: Path, images: Path) -> list[Entry]:
+    """A COCO captions JSON (captions_train2014.json, ...): ``images`` with ``id`` and ``file_name``, and
+    ``annotations`` with ``image_id`` and ``caption``; images in id order."""
+    data = _load_json(annotations)
+    files = {}
+    for k, item in enumerate(_require(data, "images", str(annotations))):
+        where = f"{annotations}: images[{k}]"
+        files[_require(item, "id", where)] = _require(item, "file_name", where)
+    captions: dict[int, list[str]] = {i: [] for i in files}
+    for k, note in enumerate(_require(data, "annotations", str(annotations))):
+        where = f"{annotations}: annotations[{k}]"
+        image_id = _require(note, "image_id", where)
+        if image_id not in captions:
+            raise ValueError(f"{where}: image_id {image_id} is not among the file's images")
+        captions[image_id].append(_require(note, "caption", where))
+    return [Entry(images / files[i], captions[i]) for i in sorted(files)]
+
+
+def image_files(location: Path) -> list[Path]:
+    """The images to caption: every image file under a folder (sorted), or the paths listed in a text file (one per
+    line, relative to the list's folder)."""
+    if location.is_dir():
+        return sorted(p for p in location.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if location.is_file():
+        lines = [line.strip() for line in location.read_text().splitlines()]
+        return [(location.parent / line) for line in lines if line and not line.startswith("#")]
+    raise FileNotFoundError(f"predict_path {location} is neither a folder of images nor a list file")
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """An image as RGB: grayscale and palette images converted, transparency laid over white."""
+    with Image.open(path) as image:
+        image.load()
+        if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(background, rgba).convert("RGB")
+        return image.convert("RGB")
+
+
+def _readable(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
+def check_images(entries: list[Entry], on_bad_image: str, verify: bool, split: str) -> list[Entry]:
+    """The entries whose image exists (and, with ``verify``, passes PIL's check); the others are dropped with a
+    count and the first names, or raise, by ``on_bad_image``."""
+    if verify:
+        with ThreadPoolExecutor(8) as pool:
+            good = list(pool.map(_readable, (e.path for e in entries)))
+    else:
+        good = [e.path.is_file() for e in entries]
+    bad = [e.path for e, ok in zip(entries, good, strict=True) if not ok]
+    if bad:
+        shown = ", ".join(str(p) for p in bad[:5])
+        message = f"{split}: {len(bad)} of {len(entries)} images missing or unreadable (first: {shown})"
+        if on_bad_image == "error":
+            raise ValueError(f"{message}; pass --data.on_bad_image=skip to leave them out")
+        rank_zero_warn(f"{message}; skipped")
+    return [e for e, ok in zip(entries, good, strict=True) if ok]
+
+
+# ---------------------------------------------------------------------------------------------- datasets, batches
+
+
+def transform(image_size: int, augment: bool) -> v2.Compose:
+    """Resize and centre-crop (or, with augment, a random crop of 80-100% and brightness/contrast jitter), then
+    normalise with the ImageNet statistics torchvision's weights expect. No flips: captions say left and right."""
+    if augment:
+        geometry = [v2.RandomResizedCrop(image_size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
+                    v2.ColorJitter(brightness=0.2, contrast=0.2)]
+    else:
+        geometry = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+    return v2.Compose([v2.ToImage(), *geometry, v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+class CaptionDataset(Dataset):
+    """Images with their references, from generated scenes or files. Item i: the image tensor, the ids of one
+    caption (a random reference in training, the first otherwise), all references, i and the image's name.
+    An image that fails to decode here (it passed the check but is truncated) is returned as None and dropped by
+    ``collate``, or raises, by ``on_bad_image``."""
+
+    def __init__(self, source: GeneratedScenes | list[Entry], vocabulary: Vocabulary, image_transform, train: bool,
+                 max_caption_length: int, on_bad_image: str = "skip") -> None:
+        self.source, self.vocabulary, self.transform = source, vocabulary, image_transform
+        self.train, self.max_caption_length, self.on_bad_image = train, max_caption_length, on_bad_image
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def name(self, i: int) -> str:
+        return f"scene-{i:06d}" if isinstance(self.source, GeneratedScenes) else str(self.source[i].path)
+
+    def raw(self, i: int) -> tuple[Image.Image, list[str]]:
+        """The RGB image and references of item i, before the transform."""
+        if isinstance(self.source, GeneratedScenes):
+            return self.source.scene(i)
+        entry = self.source[i]
+        return load_rgb(entry.path), entry.captions
+
+    def __getitem__(self, i: int):
+        try:
+            image, captions = self.raw(i)
+        except OSError as err:
+            if self.on_bad_image == "error":
+                raise ValueError(f"image {self.name(i)} cannot be decoded: {err}") from err
+            rank_zero_warn(f"image {self.name(i)} cannot be decoded ({err}); left out of its batch")
+            return None
+        caption = ""
+        if captions:
+            caption = captions[int(torch.randint(len(captions), ()))] if self.train else captions[0]
+        ids = self.vocabulary.encode(caption)[: self.max_caption_length]
+        return self.transform(image), ids, captions, i, self.name(i)
+
+
+def collate(items) -> dict:
+    """Stacked images and padded captions: ``target_in`` (BOS + words) and ``target_out`` (words + EOS)."""
+    items = [item for item in items if item is not None]
+    images, ids, references, index, names = zip(*items, strict=True)
+    T = max(len(x) for x in ids) + 1
+    target_in = torch.full((len(ids), T), PAD, dtype=torch.long)
+    target_out = torch.full((len(ids), T), PAD, dtype=torch.long)
+    for b, x in enumerate(ids):
+        target_in[b, : len(x) + 1] = torch.tensor([BOS, *x])
+        target_out[b, : len(x) + 1] = torch.tensor([*x, EOS])
+    return {"image": torch.stack(images), "target_in": target_in, "target_out": target_out,
+            "references": list(references), "index": torch.tensor(index), "name": list(names)}
+
+
+class CaptioningDataModule(pl.LightningDataModule):
+    """Images and captions, a word vocabulary, and batches of images with padded captions."""
+
+    def __init__(
+        self,
+        dataset: str = "generated",
+        path: str | None = None,
+        annotations: str | None = None,
+        val_annotations: str | None = None,
+        image_size: int = 224,
+        augment: bool = False,
+        min_word_count: int = 5,
+        max_caption_length: int = 30,
+        on_bad_image: str = "skip",
+        verify_images: bool = True,
+        generated_sizes: tuple[int, int, int] = (20000, 500, 1000),
+        max_objects: int = 3,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        predict_path: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            dataset: "generated" (rendered shapes, offline), "karpathy" (split JSON) or "coco" (captions JSON).
+            path: the image folder the annotations' file names are relative to.
+            annotations: karpathy: dataset_flickr8k.json / dataset_flickr30k.json / dataset_coco.json; coco: the
+                training captions JSON (captions_train2014.json).
+            val_annotations: coco only: the validation captions JSON; its images in id order are split in half,
+                the first half for validation and the second for testing.
+            image_size: side of the square images the encoder sees.
+            augment: random crops and brightness/contrast jitter on training images.
+            min_word_count: words seen fewer times in the training captions become <unk>.
+            max_caption_length: training captions are cut to this many words.
+            on_bad_image: "skip" missing or unreadable images (counted, first names shown) or "error".
+            verify_images: check every image file can be read when the data is set up (else only that it exists).
+            generated_sizes: train, validation and test scenes of the generated dataset.
+            max_objects: most shapes in a generated scene (1 to 9).
+            batch_size: images per batch (per process).
+            num_workers: DataLoader worker processes.
+            predict_path: predict: a folder of images, or a text file listing image paths.
+            seed: seed of the generated scenes.
+        """
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
+        if on_bad_image not in ("skip", "error"):
+            raise ValueError(f"on_bad_image must be 'skip' or 'error', got {on_bad_image!r}")
+        if dataset != "generated" and not (path and annotations):
+            raise ValueError(f"dataset {dataset!r} needs --data.path (the image folder) and --data.annotations "
+                             "(the captions JSON)")
+        if dataset == "coco" and not val_annotations:
+            raise ValueError("dataset 'coco' needs --data.val_annotations (captions_val2014.json) for val and test")
+        if not 1 <= max_objects <= len(PLACES):
+            raise ValueError(f"max_objects must be 1 to {len(PLACES)}, got {max_objects}")
+        self.save_hyperparameters()
+        self.vocabulary: Vocabulary | None = None
+        self.splits: dict[str, CaptionDataset] = {}
+        #: the checkpoint the command restores (set by the launcher), whose vocabulary the data must use
+        self.checkpoint_path: str | None = None
+
+    def read_splits(self, names: tuple[str, ...]) -> dict[str, GeneratedScenes | list[Entry]]:
+        hp = self.hparams
+        if hp.dataset == "generated":
+            return {name: GeneratedScenes(hp.generated_sizes[k], hp.seed * 3 + k, hp.image_size, hp.max_objects)
+                    for k, name in enumerate(("train", "val", "test")) if name in names}
+        images, annotations = Path(hp.path).expanduser(), Path(hp.annotations).expanduser()
+        if not images.is_dir():
+            raise FileNotFoundError(f"image folder {images} (--data.path) does not exist")
+        if hp.dataset == "karpathy":
+            splits = read_karpathy(annotations, images)
+        else:
+            held_out = read_coco(Path(hp.val_annotations).expanduser(), images)
+            half = len(held_out) // 2
+            splits = {"train": read_coco(annotations, images) if "train" in names else [],
+                      "val": held_out[:half], "test": held_out[half:]}
+        return {name: check_images(splits[name], hp.on_bad_image, hp.verify_images, name) for name in names}
+
+    def training_captions(self, source: GeneratedScenes | list[Entry]) -> Iterable[str]:
+        if isinstance(source, GeneratedScenes):
+            return (c for i in range(len(source)) for c in scene_captions(
+                scene_things(random.Random(source.seed * 1_000_003 + i), source.max_objects)))
+        return (c for entry in source for c in entry.captions)
+
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        self.vocabulary_from_checkpoint()
+        if stage == "predict":
+            if self.vocabulary is None:
+                raise RuntimeError("predict needs a trained model: pass --ckpt_path (the vocabulary is in it)")
+            if not hp.predict_path:
+                raise ValueError("predict needs --data.predict_path: a folder of images or a file listing them")
+            entries = [Entry(p, []) for p in image_files(Path(hp.predict_path).expanduser())]
+            entries = check_images(entries, hp.on_bad_image, hp.verify_images, "predict")
+            self.splits["predict"] = self._dataset(entries, train=False)
+            return
+        names = tuple(n for n in STAGE_SPLITS[stage] if n not in self.splits)
+        if self.vocabulary is None and "train" not in names:
+            names = ("train", *names)
+        if not names:
+            return
+        sources = self.read_splits(names)
+        if self.vocabulary is None:
+            self.vocabulary = Vocabulary.from_captions(self.training_captions(sources["train"]), hp.min_word_count)
+        for split, source in sources.items():
+            self.splits[split] = self._dataset(source, train=split == "train")
+        rank_zero_info(
+            f"captioning data: {hp.dataset} ({', '.join(f'{s} {len(d)}' for s, d in self.splits.items())} images), "
+            f"vocabulary {len(self.vocabulary)} words"
+        )
+
+    def _dataset(self, source, train: bool) -> CaptionDataset:
+        hp = self.hparams
+        return CaptionDataset(source, self.vocabulary, transform(hp.image_size, hp.augment and train), train,
+                              hp.max_caption_length, hp.on_bad_image)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          collate_fn=collate, num_workers=self.hparams.num_workers,
+                          persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)
+
+    def vocabulary_from_checkpoint(self) -> None:
+        """Takes the vocabulary stored in the checkpoint being resumed, tested or predicted with, if any: the ids
+        must mean what they meant when the model was trained. (Lightning restores checkpoints only after setup.)"""
+        if self.vocabulary is not None or not self.checkpoint_path:
+            return
+        checkpoint = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        if VOCABULARY_KEY in checkpoint:
+            self.vocabulary = Vocabulary(checkpoint[VOCABULARY_KEY])
