@@ -1,0 +1,1 @@
+"""Video classification: frames -> CNN -> recurrent network -> class (data in ``apps.video.data``)."""
