@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -471,3 +472,15 @@ def test_options_are_checked(tmp_path):
         VideoDataModule(on_bad_video="ignore")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         module(tmp_path, dataset="folder", path=str(tmp_path / "nowhere")).setup("fit")
+
+
+def test_decode_benchmark_runs(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not an installed package
+    from benchmarks import video_decode
+
+    video_decode.main(["--clips", "3", "--frames", "8", "--width", "64", "--height", "48", "--frame-size", "16",
+                       "--num-frames", "4", "--batch-size", "2", "--workers", "0", "--epochs", "1", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    (row,) = report["rows"]
+    assert row["num_workers"] == 0 and row["clips"] == 3 and row["frames_per_s"] == pytest.approx(
+        4 * row["clips_per_s"], rel=0.01)
