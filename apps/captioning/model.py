@@ -289,14 +289,15 @@ class CaptioningModel(pl.LightningModule):
             ax.set_xlabel(_wrap("ref: " + row[2][0]) if row[2] else "", fontsize=7, color="dimgray")
             ax.set_xticks([])
             ax.set_yticks([])
-        figure.suptitle(f"{prefix} captions, epoch {self.current_epoch}")
+        when = f", epoch {self.current_epoch}" if prefix == "val" else ""
+        figure.suptitle(f"{prefix} captions{when}")
         self.sample_paths = [log_figure(self.trainer, figure, f"{prefix}_samples")]
         if self.decoder.attention is not None:
             with torch.no_grad():
                 hypotheses, weights = self.greedy(batch["image"].to(self.device))
             figure = attention_figure(pictures, [[self.vocabulary.tokens[t] for t in h.tokens] for h in hypotheses],
                                       weights.float().cpu().numpy())
-            figure.suptitle(f"attention per word, {prefix}, epoch {self.current_epoch}")
+            figure.suptitle(f"attention per word, {prefix}{when}")
             self.sample_paths.append(log_figure(self.trainer, figure, f"{prefix}_attention"))
 
     def on_fit_end(self) -> None:
@@ -305,10 +306,16 @@ class CaptioningModel(pl.LightningModule):
         checkpoint = self.trainer.checkpoint_callback
         lines = [f"checkpoints: {run_dir(self.trainer)}"]
         if checkpoint is not None and checkpoint.best_model_path:
-            lines.append(f"best checkpoint: {checkpoint.best_model_path} (val_bleu4 {checkpoint.best_model_score:.2f})"
-                         if checkpoint.monitor == "val_bleu4" else f"best checkpoint: {checkpoint.best_model_path}")
+            score = "" if checkpoint.best_model_score is None else f" ({checkpoint.monitor} " \
+                f"{float(checkpoint.best_model_score):.2f})"
+            lines.append(f"best checkpoint: {checkpoint.best_model_path}{score}")
+            lines.append(f"test it: python -m apps.captioning test --ckpt_path {checkpoint.best_model_path}")
         lines += [f"pictures: {p}" for p in getattr(self, "sample_paths", [])]
         print("\n".join(lines), flush=True)
+
+    def on_test_end(self) -> None:
+        if self.trainer.is_global_zero:
+            print("\n".join(f"pictures: {p}" for p in getattr(self, "sample_paths", [])), flush=True)
 
     # ---------------------------------------------------------------- predict
 
