@@ -188,3 +188,10 @@ def test_bleu_uses_every_reference_and_cider_d_matches_the_coco_code():
 def test_meteor_says_why_it_is_skipped(monkeypatch):
     monkeypatch.setattr(metrics.shutil, "which", lambda name: None)
     assert "no java" in metrics.meteor_available()
+
+
+@pytest.mark.skipif(metrics.meteor_available() is not None, reason="needs java and pycocoevalcap")
+def test_meteor_scores_through_the_java_jar():
+    perfect = metrics.meteor(["a red circle on the left"], [["a red circle on the left", "a circle"]])
+    worse = metrics.meteor(["a blue square"], [["a red circle on the left", "a circle"]])
+    assert perfect == pytest.approx(100, abs=1) and 0 <= worse < perfect
