@@ -74,10 +74,7 @@ def meteor(hypotheses: list[str], references: list[list[str]]) -> float:
     """Corpus METEOR 1.5 (0-100) through pycocoevalcap; check meteor_available() first."""
     from pycocoevalcap.meteor.meteor import Meteor
 
-    scorer = Meteor()
-    try:
-        score, _ = scorer.compute_score({i: refs for i, refs in enumerate(references)},
-                                        {i: [h] for i, h in enumerate(hypotheses)})
-    finally:
-        scorer.close()
+    scorer = Meteor()  # its Java process ends when the scorer is collected
+    score, _ = scorer.compute_score({i: refs for i, refs in enumerate(references)},
+                                    {i: [h] for i, h in enumerate(hypotheses)})
     return 100.0 * float(score)
