@@ -195,3 +195,4 @@ def test_meteor_scores_through_the_java_jar():
     perfect = metrics.meteor(["a red circle on the left"], [["a red circle on the left", "a circle"]])
     worse = metrics.meteor(["a blue square"], [["a red circle on the left", "a circle"]])
     assert perfect == pytest.approx(100, abs=1) and 0 <= worse < perfect
+    assert metrics.meteor(["", "a circle"], [["a red circle"], ["a circle"]]) < perfect  # an empty caption scores

@@ -75,6 +75,7 @@ def meteor(hypotheses: list[str], references: list[list[str]]) -> float:
     from pycocoevalcap.meteor.meteor import Meteor
 
     scorer = Meteor()  # its Java process ends when the scorer is collected
+    # the jar's protocol breaks on an empty line: an empty caption becomes a word no reference has
     score, _ = scorer.compute_score({i: refs for i, refs in enumerate(references)},
-                                    {i: [h] for i, h in enumerate(hypotheses)})
+                                    {i: [h if h.strip() else "<empty>"] for i, h in enumerate(hypotheses)})
     return 100.0 * float(score)
