@@ -1,4 +1,4 @@
-"""Speed of the video app's decode-and-sample pipeline: VideoDataModule's training loader over UCF101-like files.
+"""Speed of the video app's decode-and-sample pipeline and of its training, over UCF101-like files.
 
     python -m benchmarks.video_decode [--clips 24 --frames 64 --workers 0 1 2 --json]
 
@@ -6,7 +6,8 @@ Writes ``--clips`` rendered videos of ``--frames`` frames at 320x240 into a temp
 with MPEG-4 part 2 as UCF101's XviD files, or H.264 MP4 with ``--codec h264``), then, for each DataLoader worker
 count, iterates the training loader (TSN sampling of ``--num-frames`` frames, resized to ``--frame-size``, normalised
 float batches) for ``--epochs`` epochs after one untimed warm-up epoch (which also starts the persistent workers),
-and prints clips per second and sampled frames per second.
+and prints clips per second and sampled frames per second; then the same for training steps (forward, backward,
+Adam) of configs/video/default.yaml's model with its clip length, frame size and batch size.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
+from apps.common.cli import CONFIG_DIR
 from apps.video.data import GENERATED_CLASSES, VideoDataModule, clip_state, render_clip, write_video
+from apps.video.model import VideoModel
 from benchmarks.cells import _cpu_name
 
 CODECS = {  # name: (suffix, codec, pixel format, options)
@@ -65,6 +69,35 @@ def decode_rows(folder: Path, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def training_rows(folder: Path, args: argparse.Namespace) -> list[dict]:
+    """One row per worker count: training steps (forward, backward, Adam) of configs/video/default.yaml's model, its
+    clip length, frame size and batch size, over the same files (decoded and resized as the app does)."""
+    config = yaml.safe_load((CONFIG_DIR / "video" / "default.yaml").read_text())
+    rows = []
+    for workers in args.workers:
+        data = VideoDataModule(dataset="folder", path=str(folder), val_fraction=0.0, test_fraction=0.0,
+                               num_workers=workers, cache_dir=str(folder / ".cache"),
+                               **{k: config["data"][k] for k in ("num_frames", "frame_size", "batch_size")})
+        data.setup("fit")
+        torch.manual_seed(0)
+        model = VideoModel(**config["model"], class_names=data.class_names).train()
+        optimizer = model.configure_optimizers()
+        model.on_train_epoch_start()
+        loader = data.train_dataloader()
+        clips, seconds = 0, 0.0
+        for epoch in range(args.epochs + 1):  # the first pass warms up, untimed
+            start = time.perf_counter()
+            for batch in loader:
+                optimizer.zero_grad()
+                model.compute_loss(batch).backward()
+                optimizer.step()
+                clips += batch["frames"].shape[0] if epoch else 0
+            seconds += time.perf_counter() - start if epoch else 0.0
+        rows.append(_row("training step (default config)", workers, clips, seconds, config["data"]["num_frames"]))
+        del loader, data
+    return rows
+
+
 def _row(measure: str, workers: int, clips: int, seconds: float, num_frames: int) -> dict:
     return {"measure": measure, "num_workers": workers, "clips": clips, "seconds": round(seconds, 3),
             "clips_per_s": round(clips / seconds, 1), "frames_per_s": round(clips * num_frames / seconds, 1)}
@@ -100,11 +133,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="video-decode-") as tmp:
         folder = write_videos(Path(tmp) / "videos", args.clips, args.frames, args.width, args.height, args.codec)
-        rows = decode_rows(folder, args)
-        # Further rows go here, appended to ``rows`` with the same keys (measure, num_workers, clips, seconds,
-        # clips_per_s, frames_per_s) while the videos in ``folder`` still exist: e.g. the video model's
-        # "training clips/s" (forward + backward over the same loader), built by its own function beside
-        # decode_rows.
+        rows = decode_rows(folder, args) + training_rows(folder, args)
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=2))
     else:

@@ -119,7 +119,11 @@ class ImageEncoder(nn.Module):
 
 
 class FrameSequenceEncoder(nn.Module):
-    """Frames (B, T, 3, H, W) -> a per-frame CNN feature (its grid averaged) -> Recurrent over the frames.
+    """Frames (B, T, 3, H, W) -> a per-frame CNN feature -> Recurrent over the frames (LRCN, Donahue et al. 2015).
+
+    The per-frame feature is the CNN's grid averaged to ``spatial_grid`` x ``spatial_grid`` cells and flattened:
+    1 is global average pooling (LRCN's); more keeps where things are in the frame, which motion needs when the
+    backbone is small or untrained.
 
     Returns the recurrent outputs (B, T, D * hidden) and the summary (B, D * hidden): the top layer's final state.
     """
@@ -133,18 +137,26 @@ class FrameSequenceEncoder(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         backend: str = "auto",
+        spatial_grid: int = 1,
     ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
-        self.rnn = Recurrent(cell, image_encoder.output_size, hidden_size, num_layers=num_layers,
+        self.pool = nn.AdaptiveAvgPool2d(spatial_grid)
+        self.feature_size = image_encoder.output_size * spatial_grid**2
+        self.rnn = Recurrent(cell, self.feature_size, hidden_size, num_layers=num_layers,
                              bidirectional=bidirectional, dropout=dropout, backend=backend)
         self.output_size = hidden_size * (2 if bidirectional else 1)
 
     def frame_features(self, frames: Tensor) -> Tensor:
-        """(B, T, 3, H, W) -> (B, T, C): every frame through the CNN in one batch, its grid averaged."""
+        """(B, T, 3, H, W) -> (B, T, feature_size): every frame through the CNN in one batch, its grid pooled."""
         B, T = frames.shape[:2]
-        return self.image_encoder(frames.flatten(0, 1)).mean(1).view(B, T, -1)
+        grid = self.image_encoder.features(frames.flatten(0, 1))
+        return self.pool(grid).flatten(1).view(B, T, -1)
 
     def forward(self, frames: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        out, state = self.rnn(self.frame_features(frames), lengths)
+        return self.recur(self.frame_features(frames), lengths)
+
+    def recur(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The recurrence alone, over frame features (B, T, feature_size) computed before (or cached)."""
+        out, state = self.rnn(features, lengths)
         return out, top_layer_summary(self.rnn, state)

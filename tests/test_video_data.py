@@ -481,6 +481,8 @@ def test_decode_benchmark_runs(capsys, monkeypatch):
     video_decode.main(["--clips", "3", "--frames", "8", "--width", "64", "--height", "48", "--frame-size", "16",
                        "--num-frames", "4", "--batch-size", "2", "--workers", "0", "--epochs", "1", "--json"])
     report = json.loads(capsys.readouterr().out)
-    (row,) = report["rows"]
-    assert row["num_workers"] == 0 and row["clips"] == 3 and row["frames_per_s"] == pytest.approx(
-        4 * row["clips_per_s"], rel=0.01)
+    decode, training = report["rows"]
+    assert decode["num_workers"] == 0 and decode["clips"] == 3 and decode["frames_per_s"] == pytest.approx(
+        4 * decode["clips_per_s"], rel=0.01)
+    assert training["measure"] == "training step (default config)" and training["clips"] == 3
+    assert training["frames_per_s"] == pytest.approx(16 * training["clips_per_s"], rel=0.01)  # the config's T

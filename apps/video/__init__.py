@@ -1,1 +1,13 @@
-"""Video classification: frames -> CNN -> recurrent network -> class (data in ``apps.video.data``)."""
+"""Video classification, LRCN: frames -> ImageEncoder per frame -> Recurrent over frames -> class.
+
+``python -m apps.video {fit,validate,test,predict}``; see configs/video/.
+"""
+
+from apps.common.cli import run
+from apps.video.data import VideoDataModule
+from apps.video.model import VideoModel
+
+
+def main(args: list[str] | None = None):
+    """The video command line (``args``, or sys.argv when None)."""
+    return run(VideoModel, VideoDataModule, "video", args=args)

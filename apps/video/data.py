@@ -30,7 +30,8 @@ Batches (see :func:`collate`) ALWAYS carry the clip dimension K, in every stage:
   validation, K = ``test_clips`` in test and predict;
 - ``label``: long (B,), the class id (-1 in predict);
 - ``index``: long (B,), the clip's position in its split (to remove the repeats DDP samplers add);
-- ``name``: list of B strings, the video's path relative to its data folder (or as a predict list gives it).
+- ``name``: list of B strings, the video's path relative to its data folder (or as a predict list gives it);
+- ``frame_index``: long (B, K, T), the index of each frame in its video.
 
 No augmentation flips frames: a mirror image turns move_left into move_right and rotate_cw into rotate_ccw.
 """
@@ -643,7 +644,8 @@ class Video:
 
 
 class VideoClips(Dataset):
-    """Clips of videos: item i is a dict of ``frames`` uint8 (K, T, H, W, 3), ``label``, ``index`` (= i), ``name``.
+    """Clips of videos: item i is a dict of ``frames`` uint8 (K, T, H, W, 3), ``frame_index`` (K, T), ``label``,
+    ``index`` (= i), ``name``.
 
     ``sampling`` "segments" (training: one random frame per segment, K = 1) or "uniform" (K = ``clips`` samplings at
     evenly spaced offsets; see the module's docstring)."""
@@ -673,7 +675,8 @@ class VideoClips(Dataset):
         flat = [j for clip in indices for j in clip]
         frames = decode_frames(video.path, flat, self.frame_size, self.decode_threads)
         frames = torch.from_numpy(frames).view(len(indices), self.num_frames, *frames.shape[1:])
-        return {"frames": frames, "label": video.label, "index": i, "name": video.name}
+        return {"frames": frames, "frame_index": torch.tensor(indices), "label": video.label, "index": i,
+                "name": video.name}
 
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -687,11 +690,13 @@ def collate(items: Sequence[dict]) -> dict:
       ``test_clips`` in test and predict), scaled to [0, 1] and normalised with the ImageNet mean and std;
     - ``label``: long (B,), the class id (-1 when unknown, as in predict);
     - ``index``: long (B,), the clip's position in its split;
-    - ``name``: list[str], the videos' paths relative to their data folder.
+    - ``name``: list[str], the videos' paths relative to their data folder;
+    - ``frame_index``: long (B, K, T), which frame of its video each frame is (a feature cache's key).
     """
     frames = torch.stack([item["frames"] for item in items]).permute(0, 1, 2, 5, 3, 4).contiguous().float().div_(255)
     return {
         "frames": frames.sub_(_MEAN).div_(_STD),
+        "frame_index": torch.stack([item["frame_index"] for item in items]),
         "label": torch.tensor([item["label"] for item in items], dtype=torch.long),
         "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
         "name": [item["name"] for item in items],

@@ -1,0 +1,3 @@
+from apps.video import main
+
+main()
