@@ -160,17 +160,8 @@ class RecurrentDecoder(nn.Module):
             out, _ = self.rnn(self.dropout(self.embedding(targets)), state=state[0])
             logits, _, weights = self._predict(out, memory, keys, mask)
             return logits, weights
-        logits_steps, weight_steps = [], []
-        tokens = targets[:, 0]
-        for t in range(targets.shape[1]):
-            logits, state, weights = self.step(tokens, state, memory, keys, mask)
-            logits_steps.append(logits)
-            weight_steps.append(weights)
-            if t + 1 < targets.shape[1]:
-                use_truth = teacher_forcing >= 1.0 or random.random() < teacher_forcing
-                tokens = targets[:, t + 1] if use_truth else logits.argmax(-1)
-        weights = None if self.attention is None else torch.stack(weight_steps, dim=1)
-        return torch.stack(logits_steps, dim=1), weights
+        return unroll(lambda tokens, state: self.step(tokens, state, memory, keys, mask), targets, state,
+                      teacher_forcing)
 
     def stepper(self, memory: Tensor | None = None, mask: Tensor | None = None, beams: int = 1) -> StepFn:
         """A step function for greedy_search/beam_search: log-probabilities over a fixed memory, each sequence's
@@ -203,6 +194,23 @@ class RecurrentDecoder(nn.Module):
         some = rnn_state[0] if isinstance(rnn_state, tuple) else rnn_state
         index = torch.arange(some.shape[1], device=some.device).repeat_interleave(times)
         return RecurrentDecoder.reorder(state, index)
+
+
+def unroll(step, targets: Tensor, state, teacher_forcing: float = 1.0) -> tuple[Tensor, Tensor | None]:
+    """Runs ``step(tokens (B,), state) -> (logits, state, weights or None)`` over ``targets (B, T)`` one position at
+    a time: the true previous token is fed, or with probability 1 - teacher_forcing (one draw per step for the
+    whole batch) the model's own prediction. Returns logits (B, T, V) and weights (B, T, S) or None."""
+    logits_steps, weight_steps = [], []
+    tokens = targets[:, 0]
+    for t in range(targets.shape[1]):
+        logits, state, weights = step(tokens, state)
+        logits_steps.append(logits)
+        weight_steps.append(weights)
+        if t + 1 < targets.shape[1]:
+            use_truth = teacher_forcing >= 1.0 or random.random() < teacher_forcing
+            tokens = targets[:, t + 1] if use_truth else logits.argmax(-1)
+    weights = None if weight_steps[0] is None else torch.stack(weight_steps, dim=1)
+    return torch.stack(logits_steps, dim=1), weights
 
 
 @dataclass
@@ -469,32 +477,10 @@ class ShowAttendTellDecoder(nn.Module):
             out, _ = self.rnn(embedded, state=state[0])
             return self._logits(embedded, out, None), None
         keys = self.prepare(memory)
-        logits_steps, weight_steps = [], []
-        tokens = targets[:, 0]
-        for t in range(targets.shape[1]):
-            logits, state, weights = self.step(tokens, state, memory, keys, mask)
-            logits_steps.append(logits)
-            weight_steps.append(weights)
-            if t + 1 < targets.shape[1]:
-                use_truth = teacher_forcing >= 1.0 or random.random() < teacher_forcing
-                tokens = targets[:, t + 1] if use_truth else logits.argmax(-1)
-        weights = None if self.attention is None else torch.stack(weight_steps, dim=1)
-        return torch.stack(logits_steps, dim=1), weights
+        return unroll(lambda tokens, state: self.step(tokens, state, memory, keys, mask), targets, state,
+                      teacher_forcing)
 
-    def stepper(self, memory: Tensor, mask: Tensor | None = None, beams: int = 1) -> StepFn:
-        """A step function for greedy_search/beam_search over a fixed image grid, each image's grid repeated for
-        its ``beams`` rows."""
-        if beams > 1:
-            memory = memory.repeat_interleave(beams, dim=0)
-            mask = None if mask is None else mask.repeat_interleave(beams, dim=0)
-        keys = self.prepare(memory)
-
-        def step(tokens, state):
-            logits, state, weights = self.step(tokens, state, memory, keys, mask)
-            return F.log_softmax(logits.float(), dim=-1), state, weights
-
-        return step
-
+    stepper = RecurrentDecoder.stepper  # over a fixed image grid, each image's grid repeated for its beams
     reorder = staticmethod(RecurrentDecoder.reorder)
     repeat = staticmethod(RecurrentDecoder.repeat)
 

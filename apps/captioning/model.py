@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from apps.captioning import metrics
 from apps.captioning.data import BOS, EOS, IMAGENET_MEAN, IMAGENET_STD, PAD, VOCABULARY_KEY, Vocabulary, collate
 from apps.common.callbacks import log_figure, run_dir
-from apps.common.metrics import SampleSums
+from apps.common.metrics import SampleSums, gather_by_index
 from rnn_core.decoding import ShowAttendTellDecoder, attention_penalty, beam_search, greedy_search
 from rnn_core.encoders import ImageEncoder
 
@@ -222,19 +222,10 @@ class CaptioningModel(pl.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "beam")
 
-    def _gathered_outputs(self) -> list[tuple[int, str, list[str], str]]:
-        """Every process's (index, name, references, caption), each image once, in index order."""
-        outputs = self.outputs
-        if self.trainer.world_size > 1:
-            parts: list[list] = [[] for _ in range(self.trainer.world_size)]
-            torch.distributed.all_gather_object(parts, outputs)
-            outputs = [row for part in parts for row in part]
-        return sorted({row[0]: row for row in outputs}.values(), key=lambda row: row[0])
-
     def _finish_evaluation(self, prefix: str) -> None:
         (nll, words), count = self.eval_sums.compute()
         self.eval_sums.reset()
-        rows = self._gathered_outputs()
+        rows = gather_by_index(self.trainer, self.outputs)
         self.outputs = []
         if count != len(rows):
             raise RuntimeError(f"{prefix}: {count} images scored but {len(rows)} captioned")

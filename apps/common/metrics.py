@@ -1,4 +1,4 @@
-"""Evaluation sums that give the same result on 1 process as on N.
+"""Evaluation results that are the same on 1 process as on N.
 
 A DistributedSampler pads the evaluation set so that every process gets as many samples: a few samples are seen
 twice. Averaging per process and then across processes counts them twice; this metric keeps one row of sums per
@@ -8,6 +8,7 @@ only then adds up, in float64 and in index order.
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -38,3 +39,13 @@ class SampleSums(Metric):
         first = torch.ones_like(index, dtype=torch.bool)
         first[1:] = index[1:] != index[:-1]
         return sums[order][first].sum(0), int(first.sum())
+
+
+def gather_by_index(trainer: pl.Trainer, rows: list[tuple]) -> list[tuple]:
+    """Every process's evaluation rows (tuples whose first item is the sample's index), each sample once, in index
+    order: the repeats a DistributedSampler adds are dropped."""
+    if trainer.world_size > 1:
+        parts: list[list] = [[] for _ in range(trainer.world_size)]
+        torch.distributed.all_gather_object(parts, rows)
+        rows = [row for part in parts for row in part]
+    return sorted({row[0]: row for row in rows}.values(), key=lambda row: row[0])

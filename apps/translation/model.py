@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from tokenizers import Tokenizer
 
 from apps.common.callbacks import log_figure
-from apps.common.metrics import SampleSums
+from apps.common.metrics import SampleSums, gather_by_index
 from apps.translation.data import BOS, EOS, PAD, TOKENIZER_KEY, collate
 from rnn_core.decoding import Bridge, RecurrentDecoder, beam_search, greedy_search
 from rnn_core.encoders import SequenceEncoder
@@ -211,19 +211,10 @@ class TranslationModel(pl.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "beam")
 
-    def _gathered_outputs(self) -> list[tuple[int, str, str, str]]:
-        """Every process's (index, source, reference, hypothesis), each sentence once, in index order."""
-        outputs = self.outputs
-        if self.trainer.world_size > 1:
-            parts: list[list] = [[] for _ in range(self.trainer.world_size)]
-            torch.distributed.all_gather_object(parts, outputs)
-            outputs = [row for part in parts for row in part]
-        return sorted({row[0]: row for row in outputs}.values())
-
     def _finish_evaluation(self, prefix: str) -> None:
         (nll, tokens), count = self.eval_sums.compute()
         self.eval_sums.reset()
-        rows = self._gathered_outputs()
+        rows = gather_by_index(self.trainer, self.outputs)
         self.outputs = []
         if count != len(rows):
             raise RuntimeError(f"{prefix}: {count} sentences scored but {len(rows)} decoded")

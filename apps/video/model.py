@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from apps.common.callbacks import log_figure, run_dir
+from apps.common.metrics import gather_by_index
 from apps.video.data import CLASS_NAMES_KEY
 from rnn_core.encoders import FrameSequenceEncoder, ImageEncoder
 
@@ -250,17 +251,8 @@ class VideoModel(pl.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch)
 
-    def _gathered_outputs(self) -> list[tuple]:
-        """Every process's (index, name, label, probabilities, loss), each clip once, in index order."""
-        outputs = self.outputs
-        if self.trainer.world_size > 1:
-            parts: list[list] = [[] for _ in range(self.trainer.world_size)]
-            torch.distributed.all_gather_object(parts, outputs)
-            outputs = [row for part in parts for row in part]
-        return sorted({row[0]: row for row in outputs}.values(), key=lambda row: row[0])
-
     def _finish_evaluation(self, prefix: str) -> None:
-        rows = self._gathered_outputs()
+        rows = gather_by_index(self.trainer, self.outputs)
         self.outputs = []
         if not rows:
             return
