@@ -76,7 +76,7 @@ POOL_THRESHOLD = 64
 
 GENERATED_CLASSES = ("move_left", "move_right", "move_up", "move_down", "rotate_cw", "rotate_ccw", "grow", "shrink")
 #: bump when the rendering changes, so that cached generated sets are rendered anew
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 #: the generated files: H.264 (libx264, in PyAV's wheel) in MP4 at CRF 10, near lossless, with full-resolution colour
 #: (4:4:4): 4:2:0 would halve the colour resolution of shapes only a few pixels wide and shift their colours by ~12/255
 CODEC, PIXEL_FORMAT, CODEC_OPTIONS, FPS = "libx264", "yuv444p", {"crf": "10", "preset": "veryfast"}, 25
@@ -102,7 +102,7 @@ SHAPES = {
     "flag": _unit_polygon([(-0.6, -1), (0.9, -0.55), (-0.1, -0.1), (-0.1, 1), (-0.6, 1)]),
 }
 #: radius (centre to farthest vertex) of the reference frame, as a share of the shorter side: log-uniform in this range
-RADIUS_RANGE = (0.09, 0.27)
+RADIUS_RANGE = (0.14, 0.32)
 #: over a whole clip: distance moved (share of the shorter side), turn (degrees), growth factor
 MOVE_RANGE, TURN_RANGE, GROWTH_RANGE = (0.3, 0.5), (90.0, 180.0), (1.4, 1.7)
 
@@ -128,9 +128,9 @@ def clip_state(label: str, rng: np.random.Generator, num_frames: int, width: int
     wrap around the frame edges like a torus, angles around the circle), shape, colour and background are drawn
     independently of the class, and so is the size of the reference frame. The one residue that cannot go: a clip
     that grows must start smaller than it ends, so away from the reference frame, size differs in distribution for
-    grow and shrink. It is kept small: the reference size is log-uniform over a factor of 3, two to three times a
-    clip's whole growth (a factor of 1.4 to 1.7), so only sizes near the ends of that range hint at the class, and
-    most in the first and last frames.
+    grow and shrink. It is kept small: the reference size is log-uniform over a factor of 2.3, more than a clip's
+    whole growth (a factor of 1.4 to 1.7), so only sizes near the ends of that range hint at the class, and most in
+    the first and last frames.
     """
     if label not in GENERATED_CLASSES:
         raise ValueError(f"unknown generated class {label!r}; expected one of {GENERATED_CLASSES}")
