@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from apps.captioning import metrics
 from apps.captioning.data import BOS, EOS, IMAGENET_MEAN, IMAGENET_STD, PAD, VOCABULARY_KEY, Vocabulary, collate
+from apps.common.backbone import backbone_optimizer, unfreeze_when_due
 from apps.common.callbacks import log_figure, run_dir
 from apps.common.metrics import SampleSums, gather_by_index
 from rnn_core.decoding import ShowAttendTellDecoder, attention_penalty, beam_search, greedy_search
@@ -137,23 +138,10 @@ class CaptioningModel(pl.LightningModule):
             self.build(checkpoint["hyper_parameters"]["num_tokens"])
 
     def configure_optimizers(self):
-        hp = self.hparams
-        groups = [{"params": list(self.decoder.parameters()), "lr": hp.lr}]
-        if hp.finetune_from_epoch is not None:  # frozen parameters have no gradients until then: Adam skips them
-            groups.append({"params": list(self.encoder.parameters()), "lr": hp.backbone_lr})
-        optimizer = torch.optim.Adam(groups, weight_decay=hp.weight_decay)
-        if hp.plateau_patience < 1:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5,
-                                                               patience=hp.plateau_patience)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_bleu4"}}
+        return backbone_optimizer(self, self.encoder, monitor="val_bleu4")
 
     def on_train_epoch_start(self) -> None:
-        start = self.hparams.finetune_from_epoch
-        if start is not None and self.current_epoch >= start and not self.encoder.trainable:
-            self.encoder.set_trainable(True)
-            rank_zero_info(f"epoch {self.current_epoch}: the backbone trains from now on (lr "
-                           f"{self.hparams.backbone_lr})")
+        unfreeze_when_due(self, self.encoder)
 
     # ---------------------------------------------------------------- training
 

@@ -19,10 +19,10 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 from torch import nn
 
+from apps.common.backbone import backbone_optimizer, unfreeze_when_due
 from apps.common.callbacks import log_figure, run_dir
 from apps.common.metrics import gather_by_index
 from apps.video.data import CLASS_NAMES_KEY
@@ -174,26 +174,10 @@ class VideoModel(pl.LightningModule):
             self.build(checkpoint.get(CLASS_NAMES_KEY) or checkpoint["hyper_parameters"]["class_names"])
 
     def configure_optimizers(self):
-        hp = self.hparams
-        backbone = list(self.encoder.image_encoder.parameters())
-        ids = {id(p) for p in backbone}
-        groups = [{"params": [p for p in self.parameters() if id(p) not in ids], "lr": hp.lr}]
-        if hp.finetune_from_epoch is not None:  # frozen parameters have no gradients until then: Adam skips them
-            groups.append({"params": backbone, "lr": hp.backbone_lr})
-        optimizer = torch.optim.Adam(groups, weight_decay=hp.weight_decay)
-        if hp.plateau_patience < 1:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5,
-                                                               patience=hp.plateau_patience)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_acc"}}
+        return backbone_optimizer(self, self.encoder.image_encoder, monitor="val_acc")
 
     def on_train_epoch_start(self) -> None:
-        start = self.hparams.finetune_from_epoch
-        image_encoder = self.encoder.image_encoder
-        if start is not None and self.current_epoch >= start and not image_encoder.trainable:
-            image_encoder.set_trainable(True)
-            rank_zero_info(f"epoch {self.current_epoch}: the backbone trains from now on (lr "
-                           f"{self.hparams.backbone_lr})")
+        unfreeze_when_due(self, self.encoder.image_encoder)
 
     # ---------------------------------------------------------------- forward
 
