@@ -18,12 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image, ImageDraw
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.transforms import v2
+
+from apps.common.data import SplitLoaders
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 PAD, BOS, EOS, UNK = range(4)
@@ -323,8 +324,10 @@ def collate(items) -> dict:
             "references": list(references), "index": torch.tensor(index), "name": list(names)}
 
 
-class CaptioningDataModule(pl.LightningDataModule):
+class CaptioningDataModule(SplitLoaders):
     """Images and captions, a word vocabulary, and batches of images with padded captions."""
+
+    collate = staticmethod(collate)
 
     def __init__(
         self,
@@ -438,23 +441,6 @@ class CaptioningDataModule(pl.LightningDataModule):
         hp = self.hparams
         return CaptionDataset(source, self.vocabulary, transform(hp.image_size, hp.augment and train), train,
                               hp.max_caption_length, hp.on_bad_image)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          collate_fn=collate, num_workers=self.hparams.num_workers,
-                          persistent_workers=self.hparams.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)
 
     def vocabulary_from_checkpoint(self) -> None:
         """Takes the vocabulary stored in the checkpoint being resumed, tested or predicted with, if any: the ids

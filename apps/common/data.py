@@ -1,4 +1,5 @@
-"""Data helpers every app shares: fetching a file from a URL once into a cache, verified by SHA-256."""
+"""Data helpers every app shares: fetching a file from a URL once into a cache, verified by SHA-256, and the
+loaders of a data module's splits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, default_collate
 
 
 def sha256_of(path: Path) -> str:
@@ -62,3 +66,27 @@ def fetch(location: str, cache_dir: str | os.PathLike, sha256: str | None = None
         if os.path.exists(temporary):
             os.unlink(temporary)
     return path
+
+
+class SplitLoaders(pl.LightningDataModule):
+    """A data module whose ``splits`` dict (train, val, test, predict) holds datasets batched by ``collate``:
+    plain DataLoaders (Lightning adds the distributed sampler), shuffled in training only, persistent workers."""
+
+    collate = staticmethod(default_collate)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          collate_fn=self.collate, num_workers=self.hparams.num_workers,
+                          persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)

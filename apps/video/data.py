@@ -53,13 +53,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import av
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from PIL import Image, ImageDraw
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from apps.common.data import SplitLoaders
 
 DATASETS = ("generated", "ucf101", "hmdb51", "folder")
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
@@ -722,8 +723,10 @@ def predict_list(path: Path) -> list[Listed]:
 # ----------------------------------------------------------------------------------------------- the module
 
 
-class VideoDataModule(pl.LightningDataModule):
+class VideoDataModule(SplitLoaders):
     """Video clips for classification; ``class_names`` and ``num_classes`` tell the model what the ids mean."""
+
+    collate = staticmethod(collate)
 
     def __init__(
         self,
@@ -940,23 +943,4 @@ class VideoDataModule(pl.LightningDataModule):
             f"{', '.join(f'{s} {len(d)}' for s, d in self.splits.items())} videos; {hp.num_frames} frames of "
             f"{hp.frame_size}x{hp.frame_size}, {hp.test_clips} test clip(s)"
         )
-
-    # ------------------------------------------------------------------ loaders
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          collate_fn=collate, num_workers=self.hparams.num_workers,
-                          persistent_workers=self.hparams.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)
 
