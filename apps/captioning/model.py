@@ -24,7 +24,7 @@ from apps.captioning import metrics
 from apps.captioning.data import BOS, EOS, IMAGENET_MEAN, IMAGENET_STD, PAD, VOCABULARY_KEY, Vocabulary, collate
 from apps.common.backbone import backbone_optimizer, unfreeze_when_due
 from apps.common.callbacks import log_figure, run_dir
-from apps.common.metrics import SampleSums, gather_by_index
+from apps.common.metrics import SampleSums, gather_by_index, token_nll_sums
 from rnn_core.decoding import ShowAttendTellDecoder, attention_penalty, beam_search, greedy_search
 from rnn_core.encoders import ImageEncoder
 
@@ -193,9 +193,7 @@ class CaptioningModel(pl.LightningModule):
         encoded = self.encode(batch["image"])  # once, for the loss and the decoding
         memory, start = encoded
         logits, _ = self.decoder(batch["target_in"], start, memory)
-        nll = F.cross_entropy(logits.transpose(1, 2), batch["target_out"], ignore_index=PAD, reduction="none")
-        words = (batch["target_out"] != PAD).sum(1)
-        self.eval_sums.update(batch["index"], torch.stack((nll.sum(1), words.to(nll.dtype)), dim=1))
+        self.eval_sums.update(batch["index"], token_nll_sums(logits, batch["target_out"], PAD))
         if search == "greedy":
             tokens = [h.tokens for h in self.greedy(batch["image"], encoded)[0]]
         else:

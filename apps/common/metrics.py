@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
@@ -49,3 +50,10 @@ def gather_by_index(trainer: pl.Trainer, rows: list[tuple]) -> list[tuple]:
         torch.distributed.all_gather_object(parts, rows)
         rows = [row for part in parts for row in part]
     return sorted({row[0]: row for row in rows}.values(), key=lambda row: row[0])
+
+
+def token_nll_sums(logits: Tensor, targets: Tensor, pad: int) -> Tensor:
+    """Per sequence, the summed cross-entropy of its tokens and how many there are (padding left out): (B, 2),
+    the rows SampleSums adds up into a loss per token. logits (B, T, V), targets (B, T)."""
+    nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=pad, reduction="none")
+    return torch.stack((nll.sum(1), (targets != pad).sum(1).to(nll.dtype)), dim=1)

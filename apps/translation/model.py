@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from tokenizers import Tokenizer
 
 from apps.common.callbacks import log_figure
-from apps.common.metrics import SampleSums, gather_by_index
+from apps.common.metrics import SampleSums, gather_by_index, token_nll_sums
 from apps.translation.data import BOS, EOS, PAD, TOKENIZER_KEY, collate
 from rnn_core.decoding import Bridge, RecurrentDecoder, beam_search, greedy_search
 from rnn_core.encoders import SequenceEncoder
@@ -194,9 +194,7 @@ class TranslationModel(pl.LightningModule):
         encoded = self.encode(batch)  # once, for the loss and the decoding
         memory, mask, start = encoded
         logits, _ = self.decoder(batch["target_in"], start, memory, mask)
-        nll = F.cross_entropy(logits.transpose(1, 2), batch["target_out"], ignore_index=PAD, reduction="none")
-        tokens = (batch["target_out"] != PAD).sum(1)
-        self.eval_sums.update(batch["index"], torch.stack((nll.sum(1), tokens.to(nll.dtype)), dim=1))
+        self.eval_sums.update(batch["index"], token_nll_sums(logits, batch["target_out"], PAD))
         if search == "greedy":
             hypotheses = [h.tokens for h in self.greedy(batch, encoded)[0]]
         else:
