@@ -125,6 +125,11 @@ class FrameSequenceEncoder(nn.Module):
     1 is global average pooling (LRCN's); more keeps where things are in the frame, which motion needs when the
     backbone is small or untrained.
 
+    ``feature_norm`` batch-normalises every feature before the recurrence: pooled ReLU features are a large mean
+    with small variations, and a recurrence fed them raw learns little from the variations. Measured on the
+    rendered clips, frozen random ResNet-18 features, global pooling: a GRU told clockwise from counter-clockwise
+    rotation 0.50 of the time from raw features, 0.93 from normalised ones.
+
     Returns the recurrent outputs (B, T, D * hidden) and the summary (B, D * hidden): the top layer's final state.
     """
 
@@ -138,11 +143,13 @@ class FrameSequenceEncoder(nn.Module):
         dropout: float = 0.0,
         backend: str = "auto",
         spatial_grid: int = 1,
+        feature_norm: bool = False,
     ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
         self.pool = nn.AdaptiveAvgPool2d(spatial_grid)
         self.feature_size = image_encoder.output_size * spatial_grid**2
+        self.feature_norm = nn.BatchNorm1d(self.feature_size) if feature_norm else nn.Identity()
         self.rnn = Recurrent(cell, self.feature_size, hidden_size, num_layers=num_layers,
                              bidirectional=bidirectional, dropout=dropout, backend=backend)
         self.output_size = hidden_size * (2 if bidirectional else 1)
@@ -156,7 +163,11 @@ class FrameSequenceEncoder(nn.Module):
     def forward(self, frames: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.recur(self.frame_features(frames), lengths)
 
+    def normalise(self, features: Tensor) -> Tensor:
+        """``feature_norm`` over frame features (B, T, feature_size): statistics over every frame of the batch."""
+        return self.feature_norm(features.flatten(0, 1)).view_as(features)
+
     def recur(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The recurrence alone, over frame features (B, T, feature_size) computed before (or cached)."""
-        out, state = self.rnn(features, lengths)
+        out, state = self.rnn(self.normalise(features), lengths)
         return out, top_layer_summary(self.rnn, state)

@@ -295,3 +295,21 @@ def test_frame_sequence_encoder_runs_the_recurrence_over_frames():
     assert out.shape == (2, 5, 8) and summary.shape == (2, 8)
     torch.testing.assert_close(summary[1], out[1, 2])  # the second clip's state after its own last frame
     assert out[1, 3:].abs().sum() == 0
+
+
+def test_frame_sequence_encoder_feature_norm_standardises_what_the_recurrence_reads():
+    torch.manual_seed(0)
+    encoder = FrameSequenceEncoder(ImageEncoder("resnet18", stages=1), hidden_size=8, cell="gru", spatial_grid=2,
+                                   feature_norm=True)
+    features = encoder.frame_features(torch.rand(3, 4, 3, 32, 32))  # post-ReLU averages: positive, far from 0
+    assert features.shape == (3, 4, 64 * 4) and features.mean() > 0.1
+    normalised = encoder.normalise(features)
+    torch.testing.assert_close(normalised.mean((0, 1)), torch.zeros(256), atol=1e-5, rtol=0)
+    varying = features.var((0, 1), unbiased=False) > 1e-3  # (some channels are 0 for every frame: dead ReLUs)
+    assert varying.sum() > 50
+    spread = normalised.var((0, 1), unbiased=False)[varying]
+    torch.testing.assert_close(spread, torch.ones_like(spread), atol=1e-2, rtol=0)
+    plain = FrameSequenceEncoder(ImageEncoder("resnet18", stages=1), hidden_size=8, cell="gru", spatial_grid=2)
+    assert torch.equal(plain.normalise(features), features)  # off by default: the features as they are
+    plain.rnn.load_state_dict(encoder.rnn.state_dict())
+    torch.testing.assert_close(encoder.recur(features)[0], plain.recur(normalised)[0])

@@ -180,5 +180,6 @@ def test_help_documents_every_option(capsys):
         main(["fit", "--help"])
     text = capsys.readouterr().out
     for option in ("--model.head", "--model.feature_cache", "--model.finetune_from_epoch", "--model.spatial_grid",
+                   "--model.feature_norm",
                    "--data.path", "--data.fold", "--data.test_clips", "--data.on_bad_video"):
         assert option in text

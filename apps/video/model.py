@@ -92,6 +92,7 @@ class VideoModel(pl.LightningModule):
         finetune_from_epoch: int | None = None,
         backbone_lr: float = 1e-4,
         spatial_grid: int = 1,
+        feature_norm: bool = True,
         feature_cache: str | None = None,
         cell: str = "lstm",
         backend: str = "auto",
@@ -116,6 +117,8 @@ class VideoModel(pl.LightningModule):
             backbone_lr: Adam's learning rate of the backbone once it trains.
             spatial_grid: each frame's feature grid averaged to this many cells a side, then flattened (1: global
                 average pooling, LRCN's; more keeps where things are in the frame).
+            feature_norm: batch-normalise each frame feature before the recurrence (or the mean): pooled CNN
+                features are a large mean with small variations, which a recurrence fed them raw learns slowly.
             feature_cache: folder where a frozen backbone's per-frame features are kept, so each frame runs through
                 the CNN once (None: no cache; ignored while the backbone trains).
             cell: recurrent cell: rnn, lstm, gru, peephole_lstm or coupled_lstm.
@@ -140,7 +143,8 @@ class VideoModel(pl.LightningModule):
                                      stages=backbone_stages)
         self.encoder = FrameSequenceEncoder(image_encoder, hidden_size, cell=cell, num_layers=num_layers,
                                             bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0,
-                                            backend=backend, spatial_grid=spatial_grid)
+                                            backend=backend, spatial_grid=spatial_grid,
+                                            feature_norm=feature_norm)
         self.dropout = nn.Dropout(dropout)
         self.cache = None if feature_cache is None else FeatureCache(feature_cache, image_encoder.features)
         self.outputs: list[tuple[int, str, int, np.ndarray, float]] = []
@@ -198,7 +202,7 @@ class VideoModel(pl.LightningModule):
         B, K = batch["frames"].shape[:2]
         features = self.frame_features(batch)
         if self.hparams.head == "mean":
-            summary = features.mean(1)
+            summary = self.encoder.normalise(features).mean(1)
         else:
             out, last = self.encoder.recur(features)
             summary = last if self.hparams.head == "last" else out.mean(1)
