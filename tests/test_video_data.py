@@ -169,6 +169,17 @@ def test_generated_files_decode_to_the_rendered_frames(tmp_path):
     assert (folder / "test.txt").stat().st_mtime_ns == stamp
 
 
+def test_generated_files_are_the_same_rendered_by_two_processes(tmp_path):
+    one = generate_clips(tmp_path / "one", (40, 16, 16), num_frames=4, frame_size=24, seed=2, workers=1)
+    two = generate_clips(tmp_path / "two", (40, 16, 16), num_frames=4, frame_size=24, seed=2, workers=2)
+    for split in ("train", "val", "test"):
+        assert (one / f"{split}.txt").read_text() == (two / f"{split}.txt").read_text()
+    names = (one / "train.txt").read_text().split()
+    assert len(names) == 40
+    for name in names[::7]:
+        np.testing.assert_array_equal(decode_frames(one / name, [0, 3], 24), decode_frames(two / name, [0, 3], 24))
+
+
 def test_generated_module_batches(tmp_path):
     data = module(tmp_path, generated_sizes=(16, 8, 8), num_frames=6, frame_size=32, test_clips=3)
     assert data.class_names == sorted(GENERATED_CLASSES) and data.num_classes == 8  # before setup

@@ -203,12 +203,22 @@ def generated_folder(cache_dir: str, sizes: Sequence[int], num_frames: int, fram
     return Path(cache_dir).expanduser() / "video" / f"generated-{digest}"
 
 
-def generate_clips(folder: Path, sizes: Sequence[int], num_frames: int, frame_size: int, seed: int) -> Path:
+def _render_and_write(job: tuple[Path, int, str, int, int, int]) -> None:
+    """Renders clip ``number`` of class ``label`` from (seed, number) alone and writes it to ``path``."""
+    path, seed, label, number, num_frames, frame_size = job
+    rng = np.random.default_rng([seed, number])
+    state = clip_state(label, rng, num_frames, frame_size, frame_size)
+    write_video(path, render_clip(state, frame_size, frame_size, rng))
+
+
+def generate_clips(folder: Path, sizes: Sequence[int], num_frames: int, frame_size: int, seed: int,
+                   workers: int = 1) -> Path:
     """Renders the generated set into ``folder`` unless it is there already: ``<class>/<class>_<i>.mp4`` (clips
     numbered over all splits, classes taking turns) and ``train.txt``, ``val.txt``, ``test.txt`` listing them.
 
-    It is written into a temporary folder beside and renamed when complete, so an interrupted run leaves nothing
-    half written and processes that generate at once do not mix their files."""
+    Each clip depends on (seed, number) alone, so ``workers`` processes render the same files as one. It is written
+    into a temporary folder beside and renamed when complete, so an interrupted run leaves nothing half written and
+    processes that generate at once do not mix their files."""
     if (folder / "test.txt").is_file():
         return folder
     if len(sizes) != 3 or min(sizes) < 0:
@@ -217,29 +227,36 @@ def generate_clips(folder: Path, sizes: Sequence[int], num_frames: int, frame_si
         raise ValueError(f"the generated clips need a frame_size of at least 16, got {frame_size}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    pool = None
     try:
         for label in GENERATED_CLASSES:
             (temporary / label).mkdir()
-        total, number = sum(sizes), 0
-        with _Progress(f"rendering {total} clips into {folder} (once)", "rendering clips", total) as advance:
-            for split, count in zip(SPLITS, sizes, strict=True):
-                names = []
-                for _ in range(count):
-                    label = GENERATED_CLASSES[number % len(GENERATED_CLASSES)]
-                    rng = np.random.default_rng([seed, number])
-                    state = clip_state(label, rng, num_frames, frame_size, frame_size)
-                    name = f"{label}/{label}_{number}.mp4"
-                    write_video(temporary / name, render_clip(state, frame_size, frame_size, rng))
-                    names.append(name)
-                    number += 1
-                    advance()
-                (temporary / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+        labels = [GENERATED_CLASSES[number % len(GENERATED_CLASSES)] for number in range(sum(sizes))]
+        names = [f"{label}/{label}_{number}.mp4" for number, label in enumerate(labels)]
+        jobs = [(temporary / name, seed, label, number, num_frames, frame_size)
+                for number, (name, label) in enumerate(zip(names, labels, strict=True))]
+        workers = min(workers, os.cpu_count() or 1)
+        if workers > 1 and len(jobs) >= POOL_THRESHOLD and "fork" in multiprocessing.get_all_start_methods():
+            # forked before the progress bar's thread starts, as in index_videos
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+            done = pool.map(_render_and_write, jobs, chunksize=max(1, min(64, len(jobs) // (8 * workers))))
+        else:
+            done = map(_render_and_write, jobs)
+        with _Progress(f"rendering {len(jobs)} clips into {folder} (once)", "rendering clips", len(jobs)) as advance:
+            for _ in done:
+                advance()
+        start = 0
+        for split, count in zip(SPLITS, sizes, strict=True):
+            (temporary / f"{split}.txt").write_text("".join(f"{n}\n" for n in names[start:start + count]))
+            start += count
         try:
             os.replace(temporary, folder)
         except OSError:  # another process finished first: keep its files
             if not (folder / "test.txt").is_file():
                 raise
     finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         shutil.rmtree(temporary, ignore_errors=True)
     return folder
 
@@ -772,7 +789,8 @@ class VideoDataModule(SplitLoaders):
             num_workers: DataLoader worker processes (decoding runs in them).
             decode_threads: decoder threads per video: 1 (none; best when workers use every core), 0 (FFmpeg's
                 choice) or more (can help large frames with few workers).
-            index_workers: processes probing videos while the index is built (at most one per core).
+            index_workers: processes rendering the generated set and probing videos while the index is built
+                (at most one per core).
             predict_path: a folder of videos (searched recursively) or a text file listing video paths, for predict.
             seed: seed of the generated clips and of random splits.
         """
@@ -901,7 +919,8 @@ class VideoDataModule(SplitLoaders):
         if self._videos is None:
             hp = self.hparams
             if hp.dataset == "generated":
-                generate_clips(self.root, hp.generated_sizes, hp.num_frames, hp.frame_size, hp.seed)
+                generate_clips(self.root, hp.generated_sizes, hp.num_frames, hp.frame_size, hp.seed,
+                               hp.index_workers)
             classes, listed = self.read_listing()
             stored = self._checkpoint_class_names()
             if stored is not None and stored != classes:
