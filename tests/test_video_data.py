@@ -170,14 +170,16 @@ def test_generated_files_decode_to_the_rendered_frames(tmp_path):
 
 
 def test_generated_files_are_the_same_rendered_by_two_processes(tmp_path):
-    one = generate_clips(tmp_path / "one", (40, 16, 16), num_frames=4, frame_size=24, seed=2, workers=1)
-    two = generate_clips(tmp_path / "two", (40, 16, 16), num_frames=4, frame_size=24, seed=2, workers=2)
+    # 32 wide: at widths that are not a multiple of 16 (24, say) the RGB -> YUV conversion inside FFmpeg is not
+    # repeatable from run to run, in one process as in two (measured: about 1 file in 60 differs)
+    one = generate_clips(tmp_path / "one", (40, 16, 16), num_frames=4, frame_size=32, seed=2, workers=1)
+    two = generate_clips(tmp_path / "two", (40, 16, 16), num_frames=4, frame_size=32, seed=2, workers=2)
     for split in ("train", "val", "test"):
         assert (one / f"{split}.txt").read_text() == (two / f"{split}.txt").read_text()
     names = (one / "train.txt").read_text().split()
     assert len(names) == 40
     for name in names[::7]:
-        np.testing.assert_array_equal(decode_frames(one / name, [0, 3], 24), decode_frames(two / name, [0, 3], 24))
+        np.testing.assert_array_equal(decode_frames(one / name, [0, 3], 32), decode_frames(two / name, [0, 3], 32))
 
 
 def test_generated_module_batches(tmp_path):
