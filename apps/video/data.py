@@ -47,8 +47,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -227,7 +228,6 @@ def generate_clips(folder: Path, sizes: Sequence[int], num_frames: int, frame_si
         raise ValueError(f"the generated clips need a frame_size of at least 16, got {frame_size}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    pool = None
     try:
         for label in GENERATED_CLASSES:
             (temporary / label).mkdir()
@@ -235,14 +235,9 @@ def generate_clips(folder: Path, sizes: Sequence[int], num_frames: int, frame_si
         names = [f"{label}/{label}_{number}.mp4" for number, label in enumerate(labels)]
         jobs = [(temporary / name, seed, label, number, num_frames, frame_size)
                 for number, (name, label) in enumerate(zip(names, labels, strict=True))]
-        workers = min(workers, os.cpu_count() or 1)
-        if workers > 1 and len(jobs) >= POOL_THRESHOLD and "fork" in multiprocessing.get_all_start_methods():
-            # forked before the progress bar's thread starts, as in index_videos
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-            done = pool.map(_render_and_write, jobs, chunksize=max(1, min(64, len(jobs) // (8 * workers))))
-        else:
-            done = map(_render_and_write, jobs)
-        with _Progress(f"rendering {len(jobs)} clips into {folder} (once)", "rendering clips", len(jobs)) as advance:
+        note = f"rendering {len(jobs)} clips into {folder} (once)"
+        with _in_processes(_render_and_write, jobs, workers) as done, _Progress(note, "rendering clips",
+                                                                                 len(jobs)) as advance:
             for _ in done:
                 advance()
         start = 0
@@ -255,10 +250,25 @@ def generate_clips(folder: Path, sizes: Sequence[int], num_frames: int, frame_si
             if not (folder / "test.txt").is_file():
                 raise
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
         shutil.rmtree(temporary, ignore_errors=True)
     return folder
+
+
+@contextmanager
+def _in_processes(function: Callable, items: list, workers: int) -> Iterator[Iterator]:
+    """``function`` over ``items``, results in order: in up to ``workers`` processes (one per core at most) when
+    there are enough items, else in this one; unfinished work is cancelled when the context closes."""
+    workers = min(workers, os.cpu_count() or 1)
+    if workers < 2 or len(items) < POOL_THRESHOLD or "fork" not in multiprocessing.get_all_start_methods():
+        yield map(function, items)
+        return
+    # forked (not spawned) so that no child imports the program's __main__ again; all children start here,
+    # before the progress bar's thread does
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    try:
+        yield pool.map(function, items, chunksize=max(1, min(64, len(items) // (8 * workers))))
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 # ----------------------------------------------------------------------------------------- progress notes
@@ -371,26 +381,14 @@ def index_videos(paths: Sequence[Path], cache_file: Path, workers: int = 8) -> d
     if not todo:
         return result
     files = [p for p, _ in todo]
-    workers = min(workers, os.cpu_count() or 1)
-    pool = None
-    if workers > 1 and len(files) >= POOL_THRESHOLD and "fork" in multiprocessing.get_all_start_methods():
-        # forked (not spawned) so that no child imports the program's __main__ again; all children start here,
-        # before the progress bar's thread does
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-        answers = pool.map(_probe_or_reason, files, chunksize=max(1, min(64, len(files) // (8 * workers))))
-    else:
-        answers = map(_probe_or_reason, files)
     note = f"indexing {len(todo)} videos (frame count, fps, size) into {cache_file}"
-    try:
-        with _Progress(note, "indexing videos", len(todo)) as advance:
-            for (path, (size, mtime)), info in zip(todo, answers, strict=True):
-                result[str(path)] = info
-                fields = {"error": info} if isinstance(info, str) else dict(vars(info), error=None)
-                cached[str(path)] = {"size": size, "mtime_ns": mtime, **fields}
-                advance()
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    with _in_processes(_probe_or_reason, files, workers) as answers, _Progress(note, "indexing videos",
+                                                                                len(todo)) as advance:
+        for (path, (size, mtime)), info in zip(todo, answers, strict=True):
+            result[str(path)] = info
+            fields = {"error": info} if isinstance(info, str) else dict(vars(info), error=None)
+            cached[str(path)] = {"size": size, "mtime_ns": mtime, **fields}
+            advance()
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.")
     with os.fdopen(handle, "w") as f:
