@@ -15,13 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from apps.common.data import fetch
+from apps.common.data import SplitLoaders, fetch
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 PAD, BOS, EOS, UNK = range(4)
@@ -279,8 +278,10 @@ class BucketSampler(DistributedSampler):
 # ----------------------------------------------------------------------------------------------- the module
 
 
-class TranslationDataModule(pl.LightningDataModule):
+class TranslationDataModule(SplitLoaders):
     """Sentence pairs, a subword tokenizer, and length-bucketed batches."""
+
+    collate = staticmethod(collate)
 
     def __init__(
         self,
@@ -465,24 +466,16 @@ class TranslationDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        """SplitLoaders' loader with length buckets (BucketSampler) in place of plain shuffling."""
         dataset = self.splits[split]
         sampler = BucketSampler(dataset, self.hparams.batch_size, shuffle=shuffle, seed=self.hparams.seed)
         return DataLoader(
-            dataset, batch_size=self.hparams.batch_size, sampler=sampler, collate_fn=collate,
+            dataset, batch_size=self.hparams.batch_size, sampler=sampler, collate_fn=self.collate,
             num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
     def predict_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["predict"], batch_size=self.hparams.batch_size, collate_fn=collate)
+        return DataLoader(self.splits["predict"], batch_size=self.hparams.batch_size, collate_fn=self.collate)
 
     def tokenizer_from_checkpoint(self) -> None:
         """Takes the tokenizer stored in the checkpoint being resumed, tested or predicted with, if any: the ids must
