@@ -9,11 +9,13 @@ from rnn_core.cells import (
     PeepholeLSTMCell,
     RecurrentCell,
 )
+from rnn_core.conv import ConvRecurrent
 from rnn_core.recurrent import BACKENDS, Recurrent
 
 __all__ = [
     "BACKENDS",
     "CELLS",
+    "ConvRecurrent",
     "CoupledLSTMCell",
     "ElmanCell",
     "GRUCell",

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from rnn_core.cells import RecurrentCell
+from rnn_core.conv import ConvRecurrent
 from rnn_core.recurrent import Recurrent
 
 
@@ -118,19 +119,28 @@ class ImageEncoder(nn.Module):
         return grid.flatten(2).transpose(1, 2)
 
 
+RECURRENCES = ("flat", "conv")
+
+
 class FrameSequenceEncoder(nn.Module):
-    """Frames (B, T, 3, H, W) -> a per-frame CNN feature -> Recurrent over the frames (LRCN, Donahue et al. 2015).
+    """Frames (B, T, 3, H, W) -> a per-frame CNN feature -> a recurrence over the frames (LRCN, Donahue et al. 2015).
 
-    The per-frame feature is the CNN's grid averaged to ``spatial_grid`` x ``spatial_grid`` cells and flattened:
-    1 is global average pooling (LRCN's); more keeps where things are in the frame, which motion needs when the
-    backbone is small or untrained.
+    Each frame's CNN grid is averaged to ``spatial_grid`` x ``spatial_grid`` cells. ``recurrence`` "flat" flattens
+    it into one vector per frame for ``Recurrent``: grid 1 is global average pooling (LRCN's); more keeps where things
+    are in the frame. "conv" runs ``ConvRecurrent`` over the grid itself (ConvLSTM, Shi et al. 2015): a state per
+    cell, kernels shared over the grid; its summary is the spatial mean and max of the final state (the max keeps a
+    small object's response that the mean dilutes). Measured on the rendered clips, MobileNetV3-Small from scratch:
+    clockwise against counter-clockwise rotation, which needs the orientation of a shape compared across frames at
+    the same place, was 0.50 with the flat GRU at every grid tried and 0.98 with the conv GRU on the 8 x 8 grid.
 
-    ``feature_norm`` batch-normalises every feature before the recurrence: pooled ReLU features are a large mean
-    with small variations, and a recurrence fed them raw learns little from the variations. Measured on the
-    rendered clips, frozen random ResNet-18 features, global pooling: a GRU told clockwise from counter-clockwise
-    rotation 0.50 of the time from raw features, 0.93 from normalised ones.
+    ``feature_norm`` batch-normalises the features before the recurrence (each feature for "flat", each channel for
+    "conv"): pooled ReLU features are a large mean with small variations, and a recurrence fed them raw learns little
+    from the variations. Measured on the rendered clips, frozen random ResNet-18 features, global pooling: a GRU told
+    clockwise from counter-clockwise rotation 0.50 of the time from raw features, 0.93 from normalised ones.
 
-    Returns the recurrent outputs (B, T, D * hidden) and the summary (B, D * hidden): the top layer's final state.
+    Frame features travel flattened, (B, T, feature_size) (so a cache can keep them); ``recur`` reads them.
+    Returns the recurrent outputs (B, T, output_size) and the summary (B, output_size): the top layer's final state
+    (flat: its h, both directions; conv: the mean and max of its h over the grid, which ``outputs`` hold per step).
     """
 
     def __init__(
@@ -144,15 +154,29 @@ class FrameSequenceEncoder(nn.Module):
         backend: str = "auto",
         spatial_grid: int = 1,
         feature_norm: bool = False,
+        recurrence: str = "flat",
+        kernel_size: int = 3,
     ) -> None:
         super().__init__()
+        if recurrence not in RECURRENCES:
+            raise ValueError(f"unknown recurrence {recurrence!r}; expected one of {RECURRENCES}")
         self.image_encoder = image_encoder
+        self.recurrence, self.spatial_grid = recurrence, spatial_grid
         self.pool = nn.AdaptiveAvgPool2d(spatial_grid)
-        self.feature_size = image_encoder.output_size * spatial_grid**2
-        self.feature_norm = nn.BatchNorm1d(self.feature_size) if feature_norm else nn.Identity()
-        self.rnn = Recurrent(cell, self.feature_size, hidden_size, num_layers=num_layers,
-                             bidirectional=bidirectional, dropout=dropout, backend=backend)
-        self.output_size = hidden_size * (2 if bidirectional else 1)
+        channels = image_encoder.output_size
+        self.feature_size = channels * spatial_grid**2
+        if recurrence == "flat":
+            self.feature_norm = nn.BatchNorm1d(self.feature_size) if feature_norm else nn.Identity()
+            self.rnn = Recurrent(cell, self.feature_size, hidden_size, num_layers=num_layers,
+                                 bidirectional=bidirectional, dropout=dropout, backend=backend)
+            self.output_size = hidden_size * (2 if bidirectional else 1)
+        else:
+            if bidirectional or not isinstance(cell, str):
+                raise ValueError("recurrence='conv' takes a cell name and runs one direction (bidirectional=False)")
+            self.feature_norm = nn.BatchNorm1d(channels) if feature_norm else nn.Identity()
+            self.rnn = ConvRecurrent(cell, channels, hidden_size, kernel_size=kernel_size, num_layers=num_layers,
+                                     dropout=dropout)
+            self.output_size = 2 * hidden_size
 
     def frame_features(self, frames: Tensor) -> Tensor:
         """(B, T, 3, H, W) -> (B, T, feature_size): every frame through the CNN in one batch, its grid pooled."""
@@ -164,10 +188,23 @@ class FrameSequenceEncoder(nn.Module):
         return self.recur(self.frame_features(frames), lengths)
 
     def normalise(self, features: Tensor) -> Tensor:
-        """``feature_norm`` over frame features (B, T, feature_size): statistics over every frame of the batch."""
-        return self.feature_norm(features.flatten(0, 1)).view_as(features)
+        """``feature_norm`` over frame features (B, T, feature_size): statistics over every frame of the batch (and,
+        for "conv", every cell of the grid)."""
+        if self.recurrence == "flat":
+            return self.feature_norm(features.flatten(0, 1)).view_as(features)
+        return self.feature_norm(features.flatten(0, 1).unflatten(1, (-1, self.spatial_grid**2))).view_as(features)
 
     def recur(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The recurrence alone, over frame features (B, T, feature_size) computed before (or cached)."""
-        out, state = self.rnn(self.normalise(features), lengths)
-        return out, top_layer_summary(self.rnn, state)
+        features = self.normalise(features)
+        if self.recurrence == "flat":
+            out, state = self.rnn(features, lengths)
+            return out, top_layer_summary(self.rnn, state)
+        g = self.spatial_grid
+        out, state = self.rnn(features.unflatten(2, (-1, g, g)), lengths)
+        return grid_summary(out), grid_summary(state[0][-1])
+
+
+def grid_summary(h: Tensor) -> Tensor:
+    """States (..., C, H, W) -> (..., 2C): their mean and their max over the grid."""
+    return torch.cat((h.mean((-2, -1)), h.amax((-2, -1))), dim=-1)

@@ -94,7 +94,9 @@ class VideoModel(pl.LightningModule):
         spatial_grid: int = 1,
         feature_norm: bool = True,
         feature_cache: str | None = None,
+        recurrence: str = "flat",
         cell: str = "lstm",
+        kernel_size: int = 3,
         backend: str = "auto",
         hidden_size: int = 256,
         num_layers: int = 1,
@@ -121,9 +123,12 @@ class VideoModel(pl.LightningModule):
                 features are a large mean with small variations, which a recurrence fed them raw learns slowly.
             feature_cache: folder where a frozen backbone's per-frame features are kept, so each frame runs through
                 the CNN once (None: no cache; ignored while the backbone trains).
+            recurrence: "flat" (each frame's grid flattened into one vector, rnn_core Recurrent) or "conv" (a state
+                per grid cell with convolutional gates, rnn_core ConvRecurrent: motion anywhere in the frame).
             cell: recurrent cell: rnn, lstm, gru, peephole_lstm or coupled_lstm.
-            backend: rnn_core Recurrent backend: auto, torch, fused or loop.
-            hidden_size: recurrent state width.
+            kernel_size: side of the conv recurrence's kernels (odd).
+            backend: rnn_core Recurrent backend (flat recurrence): auto, torch, fused or loop.
+            hidden_size: recurrent state width (conv: channels per grid cell).
             num_layers: stacked recurrent layers.
             bidirectional: read the frames both ways.
             head: classify the last state ("last"), the mean of the states ("mean_states"), or the mean of the frame
@@ -144,7 +149,8 @@ class VideoModel(pl.LightningModule):
         self.encoder = FrameSequenceEncoder(image_encoder, hidden_size, cell=cell, num_layers=num_layers,
                                             bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0,
                                             backend=backend, spatial_grid=spatial_grid,
-                                            feature_norm=feature_norm)
+                                            feature_norm=feature_norm, recurrence=recurrence,
+                                            kernel_size=kernel_size)
         self.dropout = nn.Dropout(dropout)
         self.cache = None if feature_cache is None else FeatureCache(feature_cache, image_encoder.features)
         self.outputs: list[tuple[int, str, int, np.ndarray, float]] = []
