@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rnn_core.attention import Attention
+from rnn_core.conv import ConvRecurrent
 from rnn_core.decoding import (
     Bridge,
     RecurrentDecoder,
@@ -313,3 +314,36 @@ def test_frame_sequence_encoder_feature_norm_standardises_what_the_recurrence_re
     assert torch.equal(plain.normalise(features), features)  # off by default: the features as they are
     plain.rnn.load_state_dict(encoder.rnn.state_dict())
     torch.testing.assert_close(encoder.recur(features)[0], plain.recur(normalised)[0])
+
+
+def test_frame_sequence_encoder_conv_recurrence_keeps_the_grid():
+    torch.manual_seed(0)
+    encoder = FrameSequenceEncoder(ImageEncoder("resnet18", stages=1), hidden_size=8, cell="gru", spatial_grid=4,
+                                   feature_norm=True, recurrence="conv").eval()
+    assert isinstance(encoder.rnn, ConvRecurrent) and encoder.output_size == 16
+    features = encoder.frame_features(torch.rand(2, 5, 3, 32, 32))
+    assert features.shape == (2, 5, 64 * 16)  # flattened as for a cache; recur reads them as (64, 4, 4) maps
+    out, summary = encoder.recur(features, torch.tensor([5, 3]))
+    assert out.shape == (2, 5, 16) and summary.shape == (2, 16)
+    torch.testing.assert_close(summary[1], out[1, 2])  # the second clip's state after its own last frame
+    _, (h,) = encoder.rnn(encoder.normalise(features).unflatten(2, (64, 4, 4)), torch.tensor([5, 3]))
+    torch.testing.assert_close(summary, torch.cat((h[-1].mean((2, 3)), h[-1].amax((2, 3))), 1))
+
+
+def test_frame_sequence_encoder_conv_feature_norm_is_per_channel():
+    torch.manual_seed(0)
+    encoder = FrameSequenceEncoder(ImageEncoder("resnet18", stages=1), hidden_size=8, cell="gru", spatial_grid=2,
+                                   feature_norm=True, recurrence="conv")
+    normalised = encoder.normalise(encoder.frame_features(torch.rand(3, 4, 3, 32, 32)))
+    per_channel = normalised.unflatten(2, (64, 4)).transpose(2, 3).flatten(0, 2)  # (frames * cells, channels)
+    torch.testing.assert_close(per_channel.mean(0), torch.zeros(64), atol=1e-5, rtol=0)
+    assert encoder.feature_norm.num_features == 64  # one statistic per channel, shared by the grid's cells
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"recurrence": "attention"}, "unknown recurrence 'attention'; expected one of"),
+    ({"recurrence": "conv", "bidirectional": True}, "runs one direction"),
+])
+def test_frame_sequence_encoder_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        FrameSequenceEncoder(ImageEncoder("resnet18", stages=1), hidden_size=8, cell="gru", **options)

@@ -11,6 +11,7 @@ import torch
 
 from apps.video import main
 from apps.video.model import FeatureCache
+from rnn_core import ConvRecurrent
 from tests.conftest import ROOT, metrics_csv, run_app
 from tests.test_video_data import write_clip
 
@@ -93,6 +94,16 @@ def test_mean_head_has_no_recurrence_and_trains(tmp_path, monkeypatch, fast):
     assert "val_acc" in cli.trainer.callback_metrics
     with pytest.raises(ValueError, match="unknown head 'max'"):
         main(["fit", *fast, "--model.head=max"])
+
+
+def test_conv_recurrence_reads_the_frame_grid_and_trains(tmp_path, monkeypatch, fast):
+    monkeypatch.chdir(tmp_path)
+    cli = main(["fit", *fast, *SHORT, "--model.recurrence=conv", "--model.spatial_grid=2", "--model.cell=lstm"])
+    assert isinstance(cli.model.encoder.rnn, ConvRecurrent) and cli.model.encoder.rnn.state_names == ("h", "c")
+    assert cli.model.classifier.in_features == 2 * 8  # the mean and max of the 8-channel state over the grid
+    assert "val_acc" in cli.trainer.callback_metrics
+    with pytest.raises(ValueError, match="runs one direction"):
+        main(["fit", *fast, "--model.recurrence=conv", "--model.bidirectional=true"])
 
 
 def test_feature_cache_runs_each_frame_through_the_cnn_once(tmp_path, monkeypatch, fast):
@@ -180,6 +191,6 @@ def test_help_documents_every_option(capsys):
         main(["fit", "--help"])
     text = capsys.readouterr().out
     for option in ("--model.head", "--model.feature_cache", "--model.finetune_from_epoch", "--model.spatial_grid",
-                   "--model.feature_norm",
+                   "--model.feature_norm", "--model.recurrence", "--model.kernel_size",
                    "--data.path", "--data.fold", "--data.test_clips", "--data.on_bad_video"):
         assert option in text
