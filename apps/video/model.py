@@ -1,4 +1,7 @@
-"""Video classification, LRCN (Donahue et al. 2015): frames -> a 2-D CNN per frame -> Recurrent -> classifier.
+"""Video classification, LRCN (Donahue et al. 2015): frames -> a 2-D CNN per frame -> a recurrence -> classifier.
+
+The recurrence reads each frame's grid flattened (``recurrence="flat"``, rnn_core Recurrent, LRCN's) or keeps a
+state per grid cell with convolutional gates (``"conv"``, rnn_core ConvRecurrent, ConvLSTM/ConvGRU).
 
 The classifier reads the last recurrent state (``head="last"``) or the mean of the states (``"mean_states"``);
 ``head="mean"`` drops the recurrence and averages the frame features: the baseline that shows what the order of
@@ -77,7 +80,7 @@ class FeatureCache:
 
 
 class VideoModel(pl.LightningModule):
-    """LRCN: ImageEncoder per frame, Recurrent over frames, a linear classifier.
+    """LRCN: ImageEncoder per frame, a recurrence (flat or conv) over frames, a linear classifier.
 
     The classifier is sized by the data's classes, known once the data is set up (or the checkpoint read), so the
     optimizer (Adam, with its own learning rate for the backbone) is set by model options, not by LightningCLI's
