@@ -170,16 +170,21 @@ def test_generated_files_decode_to_the_rendered_frames(tmp_path):
 
 
 def test_generated_files_are_the_same_rendered_by_two_processes(tmp_path):
-    # 32 wide: at widths that are not a multiple of 16 (24, say) the RGB -> YUV conversion inside FFmpeg is not
-    # repeatable from run to run, in one process as in two (measured: about 1 file in 60 differs)
     one = generate_clips(tmp_path / "one", (40, 16, 16), num_frames=4, frame_size=32, seed=2, workers=1)
     two = generate_clips(tmp_path / "two", (40, 16, 16), num_frames=4, frame_size=32, seed=2, workers=2)
     for split in ("train", "val", "test"):
         assert (one / f"{split}.txt").read_text() == (two / f"{split}.txt").read_text()
     names = (one / "train.txt").read_text().split()
     assert len(names) == 40
-    for name in names[::7]:
-        np.testing.assert_array_equal(decode_frames(one / name, [0, 3], 32), decode_frames(two / name, [0, 3], 32))
+
+    def frames(folder, name):
+        return decode_frames(folder / name, range(4), 32).astype(float)
+
+    for name, other in zip(names[::7], names[1::7], strict=True):
+        # the same clip, up to the encoder: two renders of the same frames are not always the same H.264 bytes
+        # (measured: 8 to 600 files in 3,000, each frame's mean difference under 1 grey level); another clip is far
+        assert np.abs(frames(one, name) - frames(two, name)).mean((1, 2, 3)).max() < 2
+        assert np.abs(frames(one, name) - frames(two, other)).mean() > 5
 
 
 def test_generated_module_batches(tmp_path):
