@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnn_core.cells import CELLS, RecurrentCell, State, make_cell
+from rnn_core.recurrent import check_lengths, check_stack
 
 #: the parameters that become convolution kernels; a cell's others (peepholes) stay per channel
 _PROJECTIONS = {"weight_ih": "bias_ih", "weight_hh": "bias_hh"}
@@ -46,11 +47,8 @@ class ConvRecurrent(nn.Module):
             raise ValueError(f"unknown cell {cell!r}; expected one of {sorted(CELLS)}")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and positive (the state keeps the grid), got {kernel_size}")
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.kernel_size, self.hidden_channels, self.num_layers = kernel_size, hidden_channels, num_layers
+        check_stack(num_layers, dropout)
+        self.kernel_size, self.hidden_channels = kernel_size, hidden_channels
         self.layers = nn.ModuleList(
             self._conv_cell(cell, input_channels if layer == 0 else hidden_channels, hidden_channels)
             for layer in range(num_layers))
@@ -71,8 +69,7 @@ class ConvRecurrent(nn.Module):
     def state_names(self) -> tuple[str, ...]:
         return self.layers[0].state_names
 
-    def _step(self, cell: RecurrentCell, x: Tensor, state: State) -> State:
-        p = cell.own_parameters()
+    def _step(self, cell: RecurrentCell, p: dict[str, Tensor], x: Tensor, state: State) -> State:
         padding = self.kernel_size // 2
         gi = F.conv2d(x, p["weight_ih"], p["bias_ih"], padding=padding).movedim(1, -1)
         gh = F.conv2d(state[0], p["weight_hh"], p["bias_hh"], padding=padding).movedim(1, -1)
@@ -94,20 +91,17 @@ class ConvRecurrent(nn.Module):
         if x.dim() != 5:
             raise ValueError(f"x must be (batch, time, channels, height, width), got shape {tuple(x.shape)}")
         B, T = x.shape[:2]
-        valid = None
-        if lengths is not None:
-            lengths = torch.as_tensor(lengths, device=x.device)
-            if lengths.shape != (B,) or bool(((lengths < 1) | (lengths > T)).any()):
-                raise ValueError(f"lengths must be ({B},) values in [1, {T}], got {lengths.tolist()}")
-            valid = torch.arange(T, device=x.device).unsqueeze(1) < lengths  # (T, B)
+        lengths = check_lengths(lengths, T, B)
+        valid = None if lengths is None else (torch.arange(T).unsqueeze(1) < lengths).to(x.device)  # (T, B)
         finals = []
         for index, cell in enumerate(self.layers):
             if index:
                 x = self.dropout(x)
             state = tuple(x.new_zeros(B, self.hidden_channels, *x.shape[-2:]) for _ in cell.state_names)
+            p = cell.own_parameters()
             outputs = []
             for t in range(T):
-                new = self._step(cell, x[:, t], state)
+                new = self._step(cell, p, x[:, t], state)
                 if valid is not None:
                     keep = valid[t].view(B, 1, 1, 1)
                     new = tuple(torch.where(keep, n, s) for n, s in zip(new, state, strict=True))

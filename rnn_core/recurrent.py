@@ -18,6 +18,30 @@ BACKENDS = ("auto", "torch", "fused", "loop")
 StateLike = Tensor | tuple[Tensor, ...]
 
 
+def check_stack(num_layers: int, dropout: float) -> None:
+    """The layer count and the dropout between layers of a stacked recurrence, or a ValueError naming the bad one."""
+    if num_layers < 1:
+        raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+
+
+def check_lengths(lengths, T: int, B: int) -> Tensor | None:
+    """Valid steps per sequence as a CPU int64 (B,) tensor, each in [1, T]; None when absent or all T."""
+    if lengths is None:
+        return None
+    lengths = torch.as_tensor(lengths).to(device="cpu", dtype=torch.int64)
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths must have shape ({B},), one per sequence; got {tuple(lengths.shape)}")
+    bad = ((lengths < 1) | (lengths > T)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(
+            f"lengths[{i}] = {int(lengths[i])}; every length must be in [1, {T}] (the sequence has {T} steps)"
+        )
+    return None if bool((lengths == T).all()) else lengths
+
+
 class Recurrent(nn.Module):
     """Runs a cell over a sequence, like torch.nn.RNN/LSTM/GRU but for any cell.
 
@@ -53,10 +77,7 @@ class Recurrent(nn.Module):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_stack(num_layers, dropout)
         template = copy.deepcopy(make_cell(cell, input_size, hidden_size))
         if backend == "torch" and template.torch_kernel is None:
             raise ValueError(
@@ -126,7 +147,7 @@ class Recurrent(nn.Module):
         if self.batch_first:
             x = x.transpose(0, 1)
         T, B = x.shape[0], x.shape[1]
-        lengths = self._check_lengths(lengths, T, B)
+        lengths = check_lengths(lengths, T, B)
         states = self._check_state(state, B, x)
         backend = self.resolved_backend(x.device)
         if backend == "torch":
@@ -136,20 +157,6 @@ class Recurrent(nn.Module):
         if self.batch_first:
             out = out.transpose(0, 1)
         return out, (states if self.cell.has_cell_state else states[0])
-
-    def _check_lengths(self, lengths, T: int, B: int) -> Tensor | None:
-        if lengths is None:
-            return None
-        lengths = torch.as_tensor(lengths).to(device="cpu", dtype=torch.int64)
-        if lengths.shape != (B,):
-            raise ValueError(f"lengths must have shape ({B},), one per sequence; got {tuple(lengths.shape)}")
-        bad = ((lengths < 1) | (lengths > T)).nonzero().flatten()
-        if len(bad):
-            i = int(bad[0])
-            raise ValueError(
-                f"lengths[{i}] = {int(lengths[i])}; every length must be in [1, {T}] (the sequence has {T} steps)"
-            )
-        return None if bool((lengths == T).all()) else lengths
 
     def _check_state(self, state: StateLike | None, B: int, x: Tensor) -> tuple[Tensor, ...]:
         shape = (self.num_layers * self.num_directions, B, self.hidden_size)

@@ -77,5 +77,5 @@ def test_bad_input():
     conv = ConvRecurrent("gru", 3, 4)
     with pytest.raises(ValueError, match=r"x must be \(batch, time, channels, height, width\), got shape \(3, 5, 3\)"):
         conv(torch.zeros(3, 5, 3))
-    with pytest.raises(ValueError, match=r"lengths must be \(3,\) values in \[1, 5\], got \[5, 0, 4\]"):
+    with pytest.raises(ValueError, match=r"lengths\[1\] = 0; every length must be in \[1, 5\]"):
         conv(_maps(), [5, 0, 4])
