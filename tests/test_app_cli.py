@@ -4,6 +4,7 @@ the saved config, --help, and W&B without credentials."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -47,7 +48,7 @@ def test_fit_validate_test_predict(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "config.yaml").exists()
     saved = yaml.safe_load((folders[0] / "config.yaml").read_text())
     assert saved["model"]["cell"] == "gru" and saved["data"]["length"] == 1500 and saved["seed_everything"] == 0
-    assert saved["optimizer"]["class_path"] == "torch.optim.Adam"
+    assert saved["model"]["lr"] == 0.003 and "optimizer" not in saved  # the app base's Adam, set by model options
     assert first.trainer.gradient_clip_val == 1.0
     assert first.trainer.progress_bar_callback is None  # --trainer.enable_progress_bar=false turns it off
 
@@ -55,7 +56,7 @@ def test_fit_validate_test_predict(tmp_path, monkeypatch, capsys):
     validated = main(["validate", *FAST, "--trainer.limit_val_batches=2", f"--ckpt_path={checkpoint.best_model_path}"])
     assert validated.trainer.callback_metrics["val_loss"].item() == pytest.approx(checkpoint.best_model_score.item())
 
-    tested = main(["test", *FAST, f"--ckpt_path={second.trainer.checkpoint_callback.last_model_path}"])
+    tested = main(["test", *FAST, f"--ckpt_path={Path(second.trainer.checkpoint_callback.dirpath) / 'last.ckpt'}"])
     best = main(["test", *FAST, "--ckpt_path=best"])  # the newest run's best checkpoint
     assert best.trainer.ckpt_path == second.trainer.checkpoint_callback.best_model_path
     metrics = tested.trainer.callback_metrics
@@ -74,7 +75,7 @@ def test_fit_validate_test_predict(tmp_path, monkeypatch, capsys):
 
     main(["predict", *FAST, "--ckpt_path=last", "--data.predict_on=test", "--prediction_writer.path=test.jsonl"])
     rows = pd.read_json(tmp_path / "test.jsonl", lines=True)
-    assert len(rows) == len(tested.datamodule.datasets["test"]) * 24
+    assert len(rows) == len(tested.datamodule.splits["test"]) * 24
     assert {"series_0", "series_0_true"} <= set(rows.columns)
 
 
@@ -90,7 +91,7 @@ def test_help_and_print_config_document_every_option(capsys):
         main(["fit", "--print_config"])
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["model"]["cell"] == "gru" and config["trainer"]["gradient_clip_val"] == 1.0
-    assert config["checkpoint"]["save_last"] is True
+    assert config["checkpoint"]["monitor"] == "val_loss" and config["checkpoint"]["mode"] == "min"  # the model's
     with pytest.raises(SystemExit):
         main(["fit", "--print_config=comments"])
     commented = capsys.readouterr().out

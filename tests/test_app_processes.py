@@ -83,13 +83,13 @@ def test_wandb_offline_run_holds_config_and_forecast_figure(tmp_path):
     run_app(["fit", *FAST, "--config", str(ROOT / "configs/trainer/wandb.yaml"), "--model.loss=quantile",
              "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2"],
             tmp_path, env={"WANDB_MODE": "offline", "HOME": str(tmp_path), "WANDB_API_KEY": ""})
-    (run,) = (tmp_path / "outputs/wandb").glob("offline-run-*")
+    (run,) = (tmp_path / "outputs/forecasting/wandb").glob("offline-run-*")
     config = (run / "files/lightning_config.yaml").read_text()
-    assert "loss: quantile" in config and "class_path: torch.optim.Adam" in config
+    assert "loss: quantile" in config and "lr: 0.003" in config
     records = next(run.glob("run-*.wandb")).read_bytes()
-    assert b'"loss":"quantile"' in records and b'"class_path":"torch.optim.Adam"' in records  # the run's config
+    assert b'"loss":"quantile"' in records and b'"lr":0.003' in records  # the run's config
     assert list((run / "files/media/images").glob("forecast_*.png"))
-    (checkpoints,) = (tmp_path / "outputs/rnn-apps").glob("*/checkpoints")
+    (checkpoints,) = (tmp_path / "outputs/forecasting/rnn-apps").glob("*/checkpoints")  # all under default_root_dir
     assert {"forecast.png", "config.yaml", "last.ckpt"} <= {p.name for p in checkpoints.iterdir()}
     assert not (tmp_path / "config.yaml").exists()
 

@@ -13,7 +13,7 @@ from tests.conftest import ETT_COLUMNS, write_series_csv
 
 def _rows(data: ForecastingData, split: str) -> tuple[np.ndarray, np.ndarray]:
     """First history row and one-past-last forecast row of every window of a split."""
-    starts = data.datasets[split].starts
+    starts = data.splits[split].starts
     return starts, starts + data.input_length + data.horizon
 
 
@@ -22,12 +22,13 @@ def test_ett_split_sizes_and_windows_stay_inside_their_split(ett_csv, history_fr
     data = ForecastingData(path=str(ett_csv), input_length=96, horizon=96,
                            history_from_previous_split=history_from_previous_split)
     data.setup("fit")
+    data.setup("test")
     assert data.borders == {"train": (0, 8640), "val": (8640, 11520), "test": (11520, 14400)}
     L, H = 96, 96
     extra = L if history_from_previous_split else 0
-    assert len(data.datasets["train"]) == 8640 - L - H + 1
-    assert len(data.datasets["val"]) == 2880 + extra - L - H + 1
-    assert len(data.datasets["test"]) == 2880 + extra - L - H + 1
+    assert len(data.splits["train"]) == 8640 - L - H + 1
+    assert len(data.splits["val"]) == 2880 + extra - L - H + 1
+    assert len(data.splits["test"]) == 2880 + extra - L - H + 1
     for split, (start, end) in data.borders.items():
         first, stop = _rows(data, split)
         forecast_start = first + L
@@ -62,10 +63,10 @@ def test_targets_come_first_and_univariate_target(ett_csv):
     assert data.input_names[0] == "OT" and sorted(data.input_names) == sorted(ETT_COLUMNS)
     assert (data.num_inputs, data.num_targets, data.num_covariates) == (7, 1, 4)
     data.setup("fit")
-    item = data.datasets["val"][0]
+    item = data.splits["val"][0]
     assert item["x"].shape == (96, 7) and item["y"].shape == (24, 1) and item["y_mark"].shape == (24, 4)
     raw = pd.read_csv(ett_csv)["OT"].to_numpy()
-    start = int(data.datasets["val"].starts[0])
+    start = int(data.splits["val"].starts[0])
     np.testing.assert_allclose(item["y"][:, 0].numpy() * data.std[0] + data.mean[0], raw[start + 96 : start + 120],
                                rtol=1e-4, atol=1e-3)
 
@@ -86,7 +87,7 @@ def test_future_window_continues_the_timestamps(tmp_path):
     path = write_series_csv(tmp_path / "load.csv", 500, ["a"])
     data = ForecastingData(path=str(path), input_length=24, horizon=6)
     data.setup("predict")
-    (item,) = [data.datasets["future"][0]]
+    (item,) = [data.splits["predict"][0]]
     last = pd.Timestamp(pd.read_csv(path)["date"].iloc[-1])
     assert pd.Timestamp(int(item["origin"])) == last
     assert list(pd.to_datetime(item["time"].numpy())) == list(pd.date_range(last, periods=7, freq="h")[1:])

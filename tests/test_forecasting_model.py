@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from apps.common.callbacks import GradientThroughTime
-from apps.common.metrics import SampleSums
+from apps.common.metrics import gather_by_index
 from apps.forecasting.gradients import measure_cells
 from apps.forecasting.model import Forecaster, RevIN
 from rnn_core import Recurrent
@@ -90,12 +91,11 @@ def test_revin_round_trip():
     torch.testing.assert_close(back, x, atol=1e-4, rtol=1e-4)
 
 
-def test_sample_sums_drop_repeated_samples():
-    sums = SampleSums()
-    sums.update(torch.tensor([0, 1, 2]), torch.tensor([[1.0, 0.0], [2.0, 0.0], [3.0, 1.0]]))
-    sums.update(torch.tensor([3, 0]), torch.tensor([[4.0, 0.0], [1.0, 0.0]]))  # index 0 again: a padding duplicate
-    total, count = sums.compute()
-    assert total.tolist() == [10.0, 1.0] and count == 4
+def test_gathered_records_drop_repeated_samples():
+    records = [{"index": 2, "sum": 3.0}, {"index": 0, "sum": 1.0}, {"index": 1, "sum": 2.0}, {"index": 3, "sum": 4.0},
+               {"index": 0, "sum": 1.0}]  # index 0 again: a padding duplicate
+    gathered = gather_by_index(SimpleNamespace(world_size=1), records)
+    assert [r["index"] for r in gathered] == [0, 1, 2, 3] and sum(r["sum"] for r in gathered) == 10.0
 
 
 class _Toy(torch.nn.Module):

@@ -1,36 +1,43 @@
-"""A pretrained (or random) image backbone inside a model: Adam with the backbone's own learning rate, and the
-backbone unfrozen from a given epoch. The model's hparams carry lr, backbone_lr, finetune_from_epoch,
-weight_decay and plateau_patience."""
+"""The base of apps with a torchvision image backbone: the backbone built by name, frozen or trained from a given
+epoch at its own learning rate."""
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
-import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from apps.common.module import AppModule
 from rnn_core.encoders import ImageEncoder
 
 
-def backbone_optimizer(model: pl.LightningModule, backbone: ImageEncoder, monitor: str):
-    """Adam over the model's parameters at ``lr``, the backbone's at ``backbone_lr`` (when it ever trains), halving
-    both after ``plateau_patience`` epochs without a higher ``monitor`` (0: never)."""
-    hp = model.hparams
-    in_backbone = {id(p) for p in backbone.parameters()}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in in_backbone], "lr": hp.lr}]
-    if hp.finetune_from_epoch is not None:  # frozen parameters have no gradients until then: Adam skips them
-        groups.append({"params": list(backbone.parameters()), "lr": hp.backbone_lr})
-    optimizer = torch.optim.Adam(groups, weight_decay=hp.weight_decay)
-    if hp.plateau_patience < 1:
-        return optimizer
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5,
-                                                           patience=hp.plateau_patience)
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor}}
+class BackboneModule(AppModule):
+    """AppModule with ``self.image_encoder``, a torchvision CNN as a grid of feature vectors."""
 
+    def __init__(self, backbone: str = "resnet18", weights: str | None = "DEFAULT", backbone_stages: int | None = None,
+                 finetune_from_epoch: int | None = None, backbone_lr: float = 1e-4, **kwargs) -> None:
+        """
+        Args:
+            backbone: torchvision CNN: resnet18/34/50/101/152, mobilenet_v3_small/large, efficientnet_b0, ...
+            weights: torchvision weights name (DEFAULT, IMAGENET1K_V1, ...; from the torch cache, else downloaded),
+                or None for random initialisation.
+            backbone_stages: keep the backbone's first N stages (a finer grid); None keeps all.
+            finetune_from_epoch: train the backbone from this epoch on (0: from the start); None keeps it frozen.
+            backbone_lr: Adam's learning rate of the backbone once it trains.
+        """
+        super().__init__(**kwargs)
+        self.image_encoder = ImageEncoder(backbone, weights=weights, trainable=finetune_from_epoch == 0,
+                                          stages=backbone_stages)
 
-def unfreeze_when_due(model: pl.LightningModule, backbone: ImageEncoder) -> None:
-    """Call at every training epoch's start: from epoch ``finetune_from_epoch`` on the backbone trains (also after
-    a resume, which starts frozen)."""
-    start = model.hparams.finetune_from_epoch
-    if start is not None and model.current_epoch >= start and not backbone.trainable:
-        backbone.set_trainable(True)
-        rank_zero_info(f"epoch {model.current_epoch}: the backbone trains from now on (lr {model.hparams.backbone_lr})")
+    def parameter_groups(self) -> list[dict]:
+        """The backbone at ``backbone_lr`` (when it ever trains), everything else at ``lr``."""
+        in_backbone = {id(p) for p in self.image_encoder.parameters()}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in in_backbone], "lr": self.hparams.lr}]
+        if self.hparams.finetune_from_epoch is not None:  # frozen parameters have no gradients until then
+            groups.append({"params": list(self.image_encoder.parameters()), "lr": self.hparams.backbone_lr})
+        return groups
+
+    def on_train_epoch_start(self) -> None:
+        start = self.hparams.finetune_from_epoch
+        if start is not None and self.current_epoch >= start and not self.image_encoder.trainable:
+            self.image_encoder.set_trainable(True)  # also after a resume, which starts frozen
+            rank_zero_info(f"epoch {self.current_epoch}: the backbone trains from now on "
+                           f"(lr {self.hparams.backbone_lr})")

@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from lightning.pytorch.loggers import WandbLogger
 from matplotlib.figure import Figure
 from torch.utils.data import default_collate
@@ -67,26 +67,6 @@ class RNGState(Callback):
                              numpy["cached_gaussian"]))
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
-
-
-class BestAndLast(ModelCheckpoint):
-    """ModelCheckpoint that also writes ``last.ckpt`` after every epoch in which the monitored metric did not
-    improve: Lightning 2.6 writes it only beside a new best, which would leave ``--ckpt_path last`` resuming from
-    the best epoch instead of the latest one."""
-
-    def _save_last_if_stale(self, trainer: pl.Trainer) -> None:
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_stale(trainer)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_stale(trainer)
 
 
 class PredictionWriter(BasePredictionWriter):

@@ -1,15 +1,16 @@
 """The one launcher of every app: LightningCLI with the app's default config and the shared callbacks.
 
 ``python -m apps.<app> {fit,validate,test,predict}`` runs ``configs/<app>/default.yaml`` first, then every
-``--config`` in order, then the flags. What it adds to a plain LightningCLI:
+``--config`` in order, then the flags. What it adds to a plain LightningCLI, through its public hooks:
 
-- always-on callbacks with their own options: ``--checkpoint.*`` (best and last kept), ``--prediction_writer.*``,
-  exact-resume random state, and the app's own (figures, gradient through time);
-- ``--ckpt_path last`` finds the newest ``last*.ckpt`` under the run folders (each run writes its own versioned
-  folder, so "last" cannot be found by Lightning in the new run's empty folder); ``--ckpt_path best`` the newest
-  ``best*.ckpt``, e.g. to test the model a fit just chose;
-- the resolved config is saved as ``config.yaml`` beside the checkpoints of that run (never into the working
-  directory, never refused because an earlier run left one) and sent to W&B when W&B logs the run;
+- always-on callbacks with their own options: ``--checkpoint.*`` (the best checkpoint by the model's monitored
+  metric), ``--prediction_writer.*``, and the app's own (figures, gradient through time); ``last.ckpt`` is written
+  after every epoch, and the random state rides in every checkpoint, so a resumed run continues exactly;
+- everything a run writes goes under ``--trainer.default_root_dir`` (the loggers' folders follow it);
+- ``--ckpt_path last`` finds the newest ``last.ckpt`` there (each run writes its own versioned folder, so Lightning
+  cannot find it in the new run's empty folder); ``--ckpt_path best`` the best ``best*.ckpt`` of every run there,
+  by the monitored metric;
+- the resolved config is saved as ``config.yaml`` beside the checkpoints of that run and sent to W&B;
 - W&B without credentials runs offline instead of asking for a login.
 """
 
@@ -17,26 +18,28 @@ from __future__ import annotations
 
 import netrc
 import os
-import sys
 from pathlib import Path
 
 import yaml
 from lightning.pytorch import Callback, LightningDataModule, LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from apps.common.callbacks import BestAndLast, PredictionWriter, RNGState, run_dir
+from apps.common.artefacts import read_checkpoint
+from apps.common.callbacks import PredictionWriter, RNGState, run_dir
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-CHECKPOINT_DEFAULTS = {
-    "checkpoint.monitor": "val_loss",
-    "checkpoint.mode": "min",
-    "checkpoint.save_top_k": 1,
-    "checkpoint.save_last": True,
-    "checkpoint.filename": "best-{epoch}-{step}",
-}
+
+
+class LatestCheckpoint(ModelCheckpoint):
+    """``last.ckpt``, written after every epoch (ModelCheckpoint's own ``save_last`` writes it only beside a new
+    best), so ``--ckpt_path last`` resumes from the latest epoch."""
+
+    def __init__(self) -> None:
+        super().__init__(filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
 
 
 class ConfigBesideCheckpoints(SaveConfigCallback):
@@ -67,11 +70,21 @@ class ConfigBesideCheckpoints(SaveConfigCallback):
         self.parser.save(self.config, str(path), skip_none=False, multifile=self.multifile)
 
 
-def find_checkpoint(roots: list[Path], kind: str = "last") -> Path | None:
-    """The most recently written ``last*.ckpt`` (or ``best*.ckpt``) in any ``checkpoints`` folder under the given
-    folders."""
-    found = [p for root in roots if root.is_dir() for p in root.rglob(f"checkpoints/{kind}*.ckpt")]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+def find_checkpoint(root: Path, kind: str, monitor: str, mode: str) -> Path | None:
+    """The newest ``last.ckpt`` under ``root``, or the ``best*.ckpt`` with the best ``monitor`` score."""
+    found = [p for p in root.rglob(f"checkpoints/{kind}*.ckpt")] if root.is_dir() else []
+    if not found:
+        return None
+    if kind == "last":
+        return max(found, key=lambda p: p.stat().st_mtime)
+    sign = 1 if mode == "min" else -1
+
+    def rank(path: Path) -> tuple[float, float]:
+        score = next((state.get("best_model_score") for key, state in read_checkpoint(path).get("callbacks", {}).items()
+                      if key.startswith("ModelCheckpoint") and state.get("monitor") == monitor), None)
+        return (float("inf") if score is None else sign * float(score), -path.stat().st_mtime)
+
+    return min(found, key=rank)
 
 
 def _wandb_credentials() -> bool:
@@ -96,9 +109,7 @@ class AppCLI(LightningCLI):
         args: list[str] | None = None,
     ) -> None:
         self.app = app
-        self.argv = list(sys.argv[1:] if args is None else args)
-        self.app_callbacks = {"checkpoint": BestAndLast, "prediction_writer": PredictionWriter,
-                              **(callbacks or {})}
+        self.app_callbacks = {"checkpoint": ModelCheckpoint, "prediction_writer": PredictionWriter, **(callbacks or {})}
         self.links = links or []
         default_config = CONFIG_DIR / app / "default.yaml"
         super().__init__(
@@ -106,64 +117,67 @@ class AppCLI(LightningCLI):
             datamodule_class,
             save_config_callback=ConfigBesideCheckpoints,
             parser_kwargs={sub: {"default_config_files": [str(default_config)]} for sub in SUBCOMMANDS},
-            trainer_defaults={"callbacks": [RNGState()]},
+            trainer_defaults={"callbacks": [RNGState(), LatestCheckpoint()]},
             seed_everything_default=0,
+            auto_configure_optimizers=False,
             args=args,
         )
 
     def add_arguments_to_parser(self, parser) -> None:
         for key, callback in self.app_callbacks.items():
             parser.add_lightning_class_args(callback, key)
-        parser.set_defaults({**CHECKPOINT_DEFAULTS, "trainer.gradient_clip_val": 1.0})
+        parser.set_defaults({
+            "checkpoint.monitor": self.model_class.monitor,
+            "checkpoint.mode": self.model_class.mode,
+            "checkpoint.save_top_k": 1,
+            "checkpoint.filename": "best-{epoch}-{step}",
+            "trainer.default_root_dir": f"outputs/{self.app}",
+            "trainer.gradient_clip_val": 1.0,
+        })
         for source, target, apply_on in self.links:
             parser.link_arguments(source, target, apply_on=apply_on)
 
+    def parse_arguments(self, parser, args) -> None:
+        """Parses, then turns ``--ckpt_path last|best`` into the file it means (before LightningCLI reads the
+        checkpoint's hyperparameters)."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else None
+        if config is None or config.get("ckpt_path") not in ("last", "best"):
+            return
+        kind, root = config.ckpt_path, Path(config.trainer.default_root_dir or ".")
+        found = find_checkpoint(root, kind, config.checkpoint.monitor, config.checkpoint.mode)
+        if found is None:
+            rank_zero_warn(f"--ckpt_path {kind}: no checkpoints/{kind}*.ckpt under {root}; "
+                           + ("starting from scratch" if subcommand == "fit" else "using the model as built"))
+        else:
+            rank_zero_info(f"--ckpt_path {kind}: {found}")
+        config.ckpt_path = None if found is None else str(found)
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
-        if config.get("ckpt_path") in ("last", "best"):
-            kind = config.ckpt_path
-            roots = {Path(config.trainer.default_root_dir or ".")}
-            logger = config.trainer.logger
-            for entry in logger if isinstance(logger, list) else [logger]:
-                save_dir = getattr(getattr(entry, "init_args", None), "save_dir", None)
-                if save_dir:
-                    roots.add(Path(save_dir))
-            found = find_checkpoint(sorted(roots), kind)
-            if found is None:
-                rank_zero_warn(f"--ckpt_path {kind}: no checkpoints/{kind}*.ckpt under {sorted(map(str, roots))}; "
-                               + ("starting from scratch" if self.subcommand == "fit" else "using the model as built"))
-            else:
-                rank_zero_info(f"--ckpt_path {kind}: {found}")
-            config.ckpt_path = None if found is None else str(found)
-            self._parse_ckpt_path()
+        root = config.trainer.default_root_dir
+        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+        for logger in loggers:
+            init = getattr(logger, "init_args", None)
+            if init is not None and "WandbLogger" in logger.class_path and init.get("save_dir") in (None, "."):
+                init.save_dir = root  # left at its default: the run's folder
         if "Wandb" in str(config.trainer.logger) and not os.environ.get("WANDB_MODE") and not _wandb_credentials():
             os.environ["WANDB_MODE"] = "offline"
             rank_zero_info("W&B: no API key found (WANDB_API_KEY or `wandb login`), logging offline; "
                            "upload later with `wandb sync`")
 
-
-    def _parse_ckpt_path(self) -> None:
-        """Lightning puts the checkpoint's model hyperparameters over the whole config, command line included; here
-        ``--model.*`` flags given on the command line still win, so that decoding options (a beam size, n-best) can
-        be chosen when testing or predicting with a checkpoint."""
-        super()._parse_ckpt_path()
-        flags, keys = [], []
-        for i, arg in enumerate(self.argv):
-            if arg.startswith("--model."):
-                key, has_value, _ = arg[len("--model."):].partition("=")
-                flags += [arg] if has_value else self.argv[i : i + 2]
-                keys.append(key)
-        if not flags or not self.config.get("subcommand"):
-            return
-        given = self.parser.parse_args([self.config.subcommand, *flags])[self.config.subcommand]
-        for key in keys:
-            self.config[self.config.subcommand][f"model.{key}"] = given[f"model.{key}"]
+    def instantiate_trainer(self, **kwargs):
+        """With no logger configured, a CSV logger in ``<default_root_dir>/logs`` (metrics.csv per version)."""
+        config = self.config_init[self.subcommand].trainer
+        if config.get("logger") in (None, True):
+            kwargs.setdefault("logger", CSVLogger(config.default_root_dir, name="logs"))
+        return super().instantiate_trainer(**kwargs)
 
     def _share_checkpoint_path(self) -> None:
-        """Tells a data module with a ``checkpoint_path`` attribute which checkpoint the command restores: Lightning
-        restores only after setup, and some data (a tokenizer, a vocabulary) must come from the checkpoint first."""
-        if hasattr(self.datamodule, "checkpoint_path"):
-            self.datamodule.checkpoint_path = self.config[self.subcommand].get("ckpt_path")
+        """Tells the data module which checkpoint the command restores: Lightning restores only after setup, and
+        some data (a tokenizer, a vocabulary) must come from the checkpoint first."""
+        self.datamodule.checkpoint_path = self.config[self.subcommand].get("ckpt_path")
 
     before_fit = before_validate = before_test = before_predict = _share_checkpoint_path
 

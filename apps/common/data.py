@@ -1,5 +1,4 @@
-"""Data helpers every app shares: fetching a file from a URL once into a cache, verified by SHA-256, and the
-loaders of a data module's splits."""
+"""The data base every app's data module subclasses, and fetching a file from a URL once into a cache."""
 
 from __future__ import annotations
 
@@ -11,7 +10,63 @@ import urllib.request
 from pathlib import Path
 
 import lightning.pytorch as pl
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from apps.common.artefacts import read_artefacts
+
+#: the splits each stage reads
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+
+
+class AppData(pl.LightningDataModule):
+    """Base of every app's data module: the stage-to-split flow, the artefacts a model is built from, the loaders.
+
+    An app writes ``make_splits(names)`` (the datasets of the named splits), ``artefacts()`` (what a model trained
+    on this data must carry: a tokenizer, class names, ...) and its ``__init__`` options (``batch_size`` and
+    ``num_workers`` among them). ``saved_artefacts()`` are those of the checkpoint the command restores: Lightning
+    restores a checkpoint only after setup, and the data must already speak its language (token ids, class ids).
+    """
+
+    collate = staticmethod(default_collate)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.splits: dict[str, Dataset] = {}
+        #: the checkpoint the command restores (set by the launcher)
+        self.checkpoint_path: str | None = None
+
+    def make_splits(self, names: tuple[str, ...]) -> dict[str, Dataset]:
+        raise NotImplementedError
+
+    def artefacts(self) -> dict:
+        return {}
+
+    def saved_artefacts(self) -> dict | None:
+        return read_artefacts(self.checkpoint_path) if self.checkpoint_path else None
+
+    def setup(self, stage: str) -> None:
+        names = tuple(name for name in STAGE_SPLITS[stage] if name not in self.splits)
+        if names:
+            self.splits.update(self.make_splits(names))
+
+    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        """A plain DataLoader of a split (Lightning adds the distributed sampler), persistent workers."""
+        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          collate_fn=self.collate, num_workers=self.hparams.num_workers,
+                          persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.loader("predict")
 
 
 def sha256_of(path: Path) -> str:
@@ -66,27 +121,3 @@ def fetch(location: str, cache_dir: str | os.PathLike, sha256: str | None = None
         if os.path.exists(temporary):
             os.unlink(temporary)
     return path
-
-
-class SplitLoaders(pl.LightningDataModule):
-    """A data module whose ``splits`` dict (train, val, test, predict) holds datasets batched by ``collate``:
-    plain DataLoaders (Lightning adds the distributed sampler), shuffled in training only, persistent workers."""
-
-    collate = staticmethod(default_collate)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          collate_fn=self.collate, num_workers=self.hparams.num_workers,
-                          persistent_workers=self.hparams.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)

@@ -7,126 +7,19 @@ reaches past that split's end. Values are standardised with the training rows' m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from apps.common.data import fetch
+from apps.common.data import AppData, fetch
+from apps.forecasting.series import NUM_CALENDAR_FEATURES, calendar_features, generated_series, read_csv_series, step_of
 
 ETTH1_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv"
 KNOWN_SHA256 = {ETTH1_URL: "f18de3ad269cef59bb07b5438d79bb3042d3be49bdeecf01c1cd6d29695ee066"}
 SPLITS = ("train", "val", "test")
-MISSING = {"", "nan", "NaN", "NA", "N/A", "null", "NULL", "None"}
-NUM_CALENDAR_FEATURES = 4
-
-
-@dataclass
-class Series:
-    """A multivariate series: timestamps (N,) datetime64[ns], values (N, C) float64, column names, and its source."""
-
-    dates: np.ndarray
-    values: np.ndarray
-    columns: list[str]
-    source: str
-
-
-def read_csv_series(path: Path, date_column: str, columns: list[str] | None, nan_policy: str) -> Series:
-    """Reads a CSV with a date column; every error names the file, the line (header = line 1) and the column."""
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: the file is empty; expected a header with {date_column!r}") from None
-    if date_column not in frame.columns:
-        raise ValueError(f"{path}: no date column {date_column!r}; the header has {list(frame.columns)} "
-                         "(choose it with --data.date_column)")
-    columns = columns or [c for c in frame.columns if c != date_column]
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: no column {missing[0]!r}; the header has {list(frame.columns)}")
-    if not columns:
-        raise ValueError(f"{path}: no value column besides {date_column!r}")
-    raw_dates = frame[date_column].str.strip()
-    dates = pd.to_datetime(raw_dates, errors="coerce")
-    bad = np.flatnonzero(dates.isna().to_numpy())
-    if len(bad):
-        row = int(bad[0])
-        raise ValueError(f"{path}: line {row + 2}, column {date_column!r}: {frame[date_column].iloc[row]!r} is not "
-                         "a date")
-    dates = dates.to_numpy(dtype="datetime64[ns]")
-    step = np.diff(dates).astype(np.int64)
-    if (step <= 0).any():
-        row = int(np.flatnonzero(step <= 0)[0]) + 1
-        what = "repeats the date of" if step[row - 1] == 0 else "is earlier than"
-        raise ValueError(f"{path}: line {row + 2}, column {date_column!r}: {raw_dates.iloc[row]!r} {what} line "
-                         f"{row + 1} ({raw_dates.iloc[row - 1]!r}); dates must be sorted and unique")
-    values = np.empty((len(frame), len(columns)))
-    for j, column in enumerate(columns):
-        text = frame[column].str.strip()
-        numbers = pd.to_numeric(text.where(~text.isin(MISSING)), errors="coerce").to_numpy(dtype=float)
-        not_number = np.flatnonzero(np.isnan(numbers) & ~text.isin(MISSING).to_numpy())
-        if len(not_number):
-            row = int(not_number[0])
-            raise ValueError(f"{path}: line {row + 2}, column {column!r}: {frame[column].iloc[row]!r} is not a number")
-        values[:, j] = numbers
-    holes = np.argwhere(np.isnan(values))
-    if len(holes):
-        if nan_policy == "error":
-            row, j = holes[0]
-            raise ValueError(f"{path}: line {row + 2}, column {columns[j]!r}: missing value ({len(holes)} in all); "
-                             "fill them with --data.nan_policy=ffill or interpolate")
-        filled = pd.DataFrame(values)
-        filled = filled.ffill().bfill() if nan_policy == "ffill" else filled.interpolate(limit_direction="both")
-        values = filled.to_numpy()
-        if np.isnan(values).any():
-            j = int(np.argwhere(np.isnan(values))[0][1])
-            raise ValueError(f"{path}: column {columns[j]!r} has no value at all to fill from")
-    return Series(dates, values, list(columns), str(path))
-
-
-def generated_series(num_series: int, length: int, seed: int) -> Series:
-    """Hourly series with daily and weekly seasons, a trend, AR(1) noise and coupling: each series but the first
-    also follows the one before it, a few hours late."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(length, dtype=float)
-    values = np.empty((length, num_series))
-    for i in range(num_series):
-        daily = rng.uniform(0.5, 2.0) * np.sin(2 * np.pi * t / 24 + rng.uniform(0, 2 * np.pi))
-        weekly = rng.uniform(0.3, 1.5) * np.sin(2 * np.pi * t / 168 + rng.uniform(0, 2 * np.pi))
-        half_daily = rng.uniform(0.0, 0.6) * np.sin(2 * np.pi * t / 12 + rng.uniform(0, 2 * np.pi))
-        trend = rng.uniform(-1.0, 1.0) * t / length
-        shocks = rng.normal(0.0, rng.uniform(0.1, 0.3), length)
-        noise = np.empty(length)
-        noise[0] = shocks[0]
-        for k in range(1, length):
-            noise[k] = 0.7 * noise[k - 1] + shocks[k]
-        values[:, i] = daily + weekly + half_daily + trend + noise + rng.uniform(-2, 2)
-        if i:
-            lag = int(rng.integers(1, 7))
-            values[lag:, i] += 0.6 * values[:-lag, i - 1]
-    dates = np.datetime64("2020-01-01T00:00", "ns") + np.arange(length) * np.timedelta64(1, "h")
-    return Series(dates, values, [f"series_{i}" for i in range(num_series)], "generated")
-
-
-def calendar_features(dates: np.ndarray) -> np.ndarray:
-    """Known-future covariates from timestamps, each in [-0.5, 0.5]: time of day, day of week, of month, of year."""
-    index = pd.DatetimeIndex(dates)
-    return np.stack([
-        (index.hour + index.minute / 60) / 24 - 0.5,
-        index.day_of_week / 6 - 0.5,
-        (index.day - 1) / 30 - 0.5,
-        (index.day_of_year - 1) / 365 - 0.5,
-    ], axis=1).astype(np.float32)
-
-
-def step_of(dates: np.ndarray) -> np.timedelta64:
-    """The series' sampling interval: the most common difference between consecutive timestamps."""
-    steps, counts = np.unique(np.diff(dates), return_counts=True)
-    return steps[np.argmax(counts)]
 
 
 class WindowDataset(Dataset):
@@ -155,7 +48,7 @@ class WindowDataset(Dataset):
         }
 
 
-class ForecastingData(pl.LightningDataModule):
+class ForecastingData(AppData):
     """Windows of a multivariate series for forecasting, split chronologically into train, validation and test."""
 
     def __init__(
@@ -256,7 +149,6 @@ class ForecastingData(pl.LightningDataModule):
         scale_mase[~(scale_mase > 0)] = 1.0
         self.mase_scale = scale_mase
         self._values = (series.values[:, used] - mean) / std
-        self.datasets: dict[str, WindowDataset] = {}
 
     # sizes the model is built with (linked in the CLI)
     @property
@@ -323,28 +215,19 @@ class ForecastingData(pl.LightningDataModule):
                              torch.from_numpy(dates.astype(np.int64)), starts, self.num_targets, self.input_length,
                              self.horizon)
 
-    def setup(self, stage: str | None = None) -> None:
-        dates = self.series.dates
-        for name, (start, end) in self.borders.items():
-            self.datasets[name] = self._dataset(self._values, dates, self.window_starts(start, end, name))
-        future = dates[-1] + step_of(dates) * np.arange(1, self.horizon + 1)
-        unknown = np.full((self.horizon, self._values.shape[1]), np.nan)
-        self.datasets["future"] = self._dataset(np.concatenate([self._values, unknown]),
-                                                np.concatenate([dates, future]),
-                                                np.array([len(dates) - self.input_length]))
+    def artefacts(self) -> dict:
+        return {"columns": list(self.input_names), "targets": list(self.target_names)}
 
-    def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_on)
+    def make_splits(self, names: tuple[str, ...]) -> dict[str, WindowDataset]:
+        dates, splits = self.series.dates, {}
+        for name in names:
+            if name in self.borders:
+                splits[name] = self._dataset(self._values, dates, self.window_starts(*self.borders[name], name))
+            elif self.predict_on == "test":
+                splits[name] = self.make_splits(("test",))["test"]
+            else:  # the rows after the last one, their truth unknown
+                future = dates[-1] + step_of(dates) * np.arange(1, self.horizon + 1)
+                unknown = np.full((self.horizon, self._values.shape[1]), np.nan)
+                splits[name] = self._dataset(np.concatenate([self._values, unknown]), np.concatenate([dates, future]),
+                                             np.array([len(dates) - self.input_length]))
+        return splits

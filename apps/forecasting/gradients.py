@@ -41,7 +41,7 @@ def measure_cells(input_length: int, steps: int, horizon: int = 24, hidden_size:
             model.compute_loss(batch).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-        curves[cell], _ = GradientThroughTime(num_samples=64).measure(model, data.datasets["val"])
+        curves[cell], _ = GradientThroughTime(num_samples=64).measure(model, data.splits["val"])
     return curves
 
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
-from apps.common.metrics import SampleSums
+from apps.common.module import AppModule
 from rnn_core import CELLS, Recurrent
 
 STRATEGIES = ("direct", "recursive", "seq2seq")
@@ -45,8 +44,8 @@ class RevIN(nn.Module):
         return y * std + mean
 
 
-class Forecaster(LightningModule):
-    """Multi-horizon forecasting with any rnn_core cell (the optimizer comes from the config's ``optimizer``)."""
+class Forecaster(AppModule):
+    """Multi-horizon forecasting with any rnn_core cell."""
 
     def __init__(
         self,
@@ -66,6 +65,7 @@ class Forecaster(LightningModule):
         revin: bool = False,
         loss: str = "mse",
         quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
+        **kwargs,
     ) -> None:
         """
         Args:
@@ -87,8 +87,7 @@ class Forecaster(LightningModule):
             loss: "mse", "mae" or "quantile" (pinball loss over quantiles).
             quantiles: quantiles forecast with loss=quantile; the one nearest 0.5 is the point forecast.
         """
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(**kwargs)
         checks = {"cell": (cell, tuple(CELLS)), "strategy": (strategy, STRATEGIES), "loss": (loss, LOSSES)}
         for key, (value, allowed) in checks.items():
             if value not in allowed:
@@ -128,16 +127,18 @@ class Forecaster(LightningModule):
         self.register_buffer("target_mean", torch.zeros(num_targets))
         self.register_buffer("target_std", torch.ones(num_targets))
         self.register_buffer("mase_scale", torch.ones(num_targets))
-        self.target_names = [f"target_{i}" for i in range(num_targets)]
-        self.val_sums, self.test_sums = SampleSums(), SampleSums()
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         data = self.trainer.datamodule
         if data is not None:
             self.target_mean.copy_(data.target_mean)
             self.target_std.copy_(data.target_std)
             self.mase_scale.copy_(torch.as_tensor(data.mase_scale, dtype=torch.float32))
-            self.target_names = list(data.target_names)
+
+    @property
+    def target_names(self) -> list[str]:
+        return self.artefacts["targets"] if self.artefacts else [f"target_{i}" for i in range(self.hparams.num_targets)]
 
     # ------------------------------------------------------------------ model
 
@@ -210,32 +211,25 @@ class Forecaster(LightningModule):
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
         return self._elementwise_loss(self(batch["x"], batch["x_mark"], batch["y_mark"]), batch["y"]).mean()
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self.compute_loss(batch)
-        self.log("train_loss", loss, prog_bar=True, batch_size=batch["x"].shape[0])
-        return loss
-
-    def _accumulate(self, batch: dict[str, Tensor], sums: SampleSums) -> None:
+    def evaluate(self, batch: dict[str, Tensor], stage: str) -> list[dict]:
+        """Per window, the sums of every metric over its steps and targets."""
         y = batch["y"]
         pred = self(batch["x"], batch["x_mark"], batch["y_mark"])
-        point = pred[..., self.point_index]
-        error = point - y
+        error = pred[..., self.point_index] - y
         orig_y = y * self.target_std + self.target_mean
         orig_error = error * self.target_std
         denominator = orig_y.abs() + (orig_y + orig_error).abs()
         smape = torch.where(denominator > 0, 200 * orig_error.abs() / denominator.clamp_min(1e-12), 0.0)
         per_window = [self._elementwise_loss(pred, y), error**2, error.abs(), orig_error.abs(), orig_error**2, smape,
                       orig_error.abs() / self.mase_scale]
-        sums.update(batch["index"], torch.stack([t.double().sum((1, 2)) for t in per_window], 1))
+        sums = torch.stack([t.double().sum((1, 2)) for t in per_window], 1).cpu().tolist()
+        return [{"index": i, **dict(zip(SUMS, row, strict=True))}
+                for i, row in zip(batch["index"].tolist(), sums, strict=True)]
 
-    def _log_sums(self, stage: str, sums: SampleSums) -> None:
-        totals, windows = sums.compute()
-        sums.reset()
-        if windows == 0:
-            return
-        mean = dict(zip(SUMS, (totals / (windows * self.hparams.horizon * self.hparams.num_targets)).tolist(),
-                        strict=True))
-        self.log_dict({
+    def metrics(self, records: list[dict], stage: str) -> dict[str, float]:
+        count = len(records) * self.hparams.horizon * self.hparams.num_targets
+        mean = {name: sum(r[name] for r in records) / count for name in SUMS}
+        return {
             f"{stage}_loss": mean["loss"],
             f"{stage}_mse": mean["se"],
             f"{stage}_mae": mean["ae"],
@@ -243,19 +237,7 @@ class Forecaster(LightningModule):
             f"{stage}_rmse_original": mean["se_original"] ** 0.5,
             f"{stage}_smape": mean["smape"],
             f"{stage}_mase": mean["scaled_ae"],
-        }, sync_dist=True, prog_bar=False)
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._accumulate(batch, self.val_sums)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_sums("val", self.val_sums)
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._accumulate(batch, self.test_sums)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_sums("test", self.test_sums)
+        }
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[dict]:
         """Rows of the prediction file: one per window and step, in original units, with quantiles and the truth
