@@ -24,16 +24,13 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from apps.common.data import SplitLoaders
+from apps.common.data import AppData
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 PAD, BOS, EOS, UNK = range(4)
 DATASETS = ("generated", "karpathy", "coco")
-VOCABULARY_KEY = "vocabulary"  # where checkpoints keep the vocabulary (its word list)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-#: the stages that need each split (training also needs train for the vocabulary unless a checkpoint has one)
-STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
 
 
 def words(text: str) -> list[str]:
@@ -324,7 +321,7 @@ def collate(items) -> dict:
             "references": list(references), "index": torch.tensor(index), "name": list(names)}
 
 
-class CaptioningDataModule(SplitLoaders):
+class CaptioningDataModule(AppData):
     """Images and captions, a word vocabulary, and batches of images with padded captions."""
 
     collate = staticmethod(collate)
@@ -381,11 +378,7 @@ class CaptioningDataModule(SplitLoaders):
             raise ValueError("dataset 'coco' needs --data.val_annotations (captions_val2014.json) for val and test")
         if not 1 <= max_objects <= len(PLACES):
             raise ValueError(f"max_objects must be 1 to {len(PLACES)}, got {max_objects}")
-        self.save_hyperparameters()
         self.vocabulary: Vocabulary | None = None
-        self.splits: dict[str, CaptionDataset] = {}
-        #: the checkpoint the command restores (set by the launcher), whose vocabulary the data must use
-        self.checkpoint_path: str | None = None
 
     def read_splits(self, names: tuple[str, ...]) -> dict[str, GeneratedScenes | list[Entry]]:
         hp = self.hparams
@@ -410,43 +403,33 @@ class CaptioningDataModule(SplitLoaders):
                 scene_things(random.Random(source.seed * 1_000_003 + i), source.max_objects)))
         return (c for entry in source for c in entry.captions)
 
-    def setup(self, stage: str) -> None:
+    def artefacts(self) -> dict:
+        return {"vocabulary": list(self.vocabulary.tokens)}
+
+    def make_splits(self, names: tuple[str, ...]) -> dict[str, CaptionDataset]:
         hp = self.hparams
-        self.vocabulary_from_checkpoint()
-        if stage == "predict":
+        saved = self.saved_artefacts()
+        if self.vocabulary is None and saved:  # the ids must mean what they meant when the model was trained
+            self.vocabulary = Vocabulary(saved["vocabulary"])
+        if names == ("predict",):
             if self.vocabulary is None:
                 raise RuntimeError("predict needs a trained model: pass --ckpt_path (the vocabulary is in it)")
             if not hp.predict_path:
                 raise ValueError("predict needs --data.predict_path: a folder of images or a file listing them")
             entries = [Entry(p, []) for p in image_files(Path(hp.predict_path).expanduser())]
             entries = check_images(entries, hp.on_bad_image, hp.verify_images, "predict")
-            self.splits["predict"] = self._dataset(entries, train=False)
-            return
-        names = tuple(n for n in STAGE_SPLITS[stage] if n not in self.splits)
-        if self.vocabulary is None and "train" not in names:
-            names = ("train", *names)
-        if not names:
-            return
-        sources = self.read_splits(names)
+            return {"predict": self._dataset(entries, train=False)}
+        sources = self.read_splits(names if self.vocabulary else tuple(dict.fromkeys(("train", *names))))
         if self.vocabulary is None:
             self.vocabulary = Vocabulary.from_captions(self.training_captions(sources["train"]), hp.min_word_count)
-        for split, source in sources.items():
-            self.splits[split] = self._dataset(source, train=split == "train")
+        splits = {split: self._dataset(source, train=split == "train") for split, source in sources.items()}
         rank_zero_info(
-            f"captioning data: {hp.dataset} ({', '.join(f'{s} {len(d)}' for s, d in self.splits.items())} images), "
+            f"captioning data: {hp.dataset} ({', '.join(f'{s} {len(d)}' for s, d in splits.items())} images), "
             f"vocabulary {len(self.vocabulary)} words"
         )
+        return splits
 
     def _dataset(self, source, train: bool) -> CaptionDataset:
         hp = self.hparams
         return CaptionDataset(source, self.vocabulary, transform(hp.image_size, hp.augment and train), train,
                               hp.max_caption_length, hp.on_bad_image)
-
-    def vocabulary_from_checkpoint(self) -> None:
-        """Takes the vocabulary stored in the checkpoint being resumed, tested or predicted with, if any: the ids
-        must mean what they meant when the model was trained. (Lightning restores checkpoints only after setup.)"""
-        if self.vocabulary is not None or not self.checkpoint_path:
-            return
-        checkpoint = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        if VOCABULARY_KEY in checkpoint:
-            self.vocabulary = Vocabulary(checkpoint[VOCABULARY_KEY])

@@ -20,15 +20,12 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from apps.common.data import SplitLoaders, fetch
+from apps.common.data import AppData, fetch
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 PAD, BOS, EOS, UNK = range(4)
 DATASETS = ("generated", "multi30k", "tsv", "hf")
-TOKENIZER_KEY = "tokenizer"  # where checkpoints keep the tokenizer (its JSON)
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{name}"
-#: the stages that need each split (training also needs train for the tokenizer unless a checkpoint has one)
-STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
 
 # ---------------------------------------------------------------------------------------------- generated pairs
 
@@ -278,7 +275,7 @@ class BucketSampler(DistributedSampler):
 # ----------------------------------------------------------------------------------------------- the module
 
 
-class TranslationDataModule(SplitLoaders):
+class TranslationDataModule(AppData):
     """Sentence pairs, a subword tokenizer, and length-bucketed batches."""
 
     collate = staticmethod(collate)
@@ -339,11 +336,7 @@ class TranslationDataModule(SplitLoaders):
             raise ValueError("dataset 'tsv' needs --data.path: a file of source<TAB>target lines")
         if dataset == "hf" and not hf_dataset:
             raise ValueError("dataset 'hf' needs --data.hf_dataset: a Hugging Face dataset name or folder")
-        self.save_hyperparameters()
         self.tokenizer: Tokenizer | None = None
-        self.splits: dict[str, PairDataset] = {}
-        #: the checkpoint the command restores (set by the launcher), whose tokenizer the data must use
-        self.checkpoint_path: str | None = None
 
     # ------------------------------------------------------------------ raw text
 
@@ -439,34 +432,33 @@ class TranslationDataModule(SplitLoaders):
             return check_tokenizer(Tokenizer.from_file(str(path)), str(path))
         return train_tokenizer(train_source + train_target, hp.tokenizer, hp.vocab_size)
 
-    def setup(self, stage: str) -> None:
+    def artefacts(self) -> dict:
+        return {"tokenizer": self.tokenizer.to_str()}
+
+    def make_splits(self, names: tuple[str, ...]) -> dict[str, PairDataset]:
         hp = self.hparams
-        if stage == "predict":
-            self.tokenizer_from_checkpoint()
+        saved = self.saved_artefacts()
+        if self.tokenizer is None and saved:  # the ids must mean what they meant when the model was trained
+            self.tokenizer = check_tokenizer(Tokenizer.from_str(saved["tokenizer"]), self.checkpoint_path)
+        if names == ("predict",):
             if self.tokenizer is None:
                 raise RuntimeError("predict needs a trained model: pass --ckpt_path (the tokenizer is in it)")
             lines = sys.stdin.read().splitlines() if hp.predict_path == "-" else read_lines(Path(hp.predict_path))
             lines = [line.strip() for line in lines if line.strip()]
-            self.splits["predict"] = PairDataset(lines, [], self.tokenizer, hp.max_length, hp.predict_path)
-            return
-        self.tokenizer_from_checkpoint()
-        names = tuple(n for n in STAGE_SPLITS[stage] if n not in self.splits)
-        if self.tokenizer is None and "train" not in names:
-            names = ("train", *names)
-        if not names:
-            return
-        texts = self.read_splits(names)
+            return {"predict": PairDataset(lines, [], self.tokenizer, hp.max_length, hp.predict_path)}
+        texts = self.read_splits(names if self.tokenizer else tuple(dict.fromkeys(("train", *names))))
         if self.tokenizer is None:
             self.tokenizer = self.build_tokenizer(*texts["train"])
-        for split, (source, target) in texts.items():
-            self.splits[split] = PairDataset(source, target, self.tokenizer, hp.max_length, split)
+        splits = {split: PairDataset(source, target, self.tokenizer, hp.max_length, split)
+                  for split, (source, target) in texts.items()}
         rank_zero_info(
-            f"translation data: {hp.dataset} ({', '.join(f'{s} {len(d)}' for s, d in self.splits.items())} pairs), "
+            f"translation data: {hp.dataset} ({', '.join(f'{s} {len(d)}' for s, d in splits.items())} pairs), "
             f"vocabulary {self.tokenizer.get_vocab_size()}"
         )
+        return splits
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        """SplitLoaders' loader with length buckets (BucketSampler) in place of plain shuffling."""
+    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        """AppData's loader with length buckets (BucketSampler) in place of plain shuffling."""
         dataset = self.splits[split]
         sampler = BucketSampler(dataset, self.hparams.batch_size, shuffle=shuffle, seed=self.hparams.seed)
         return DataLoader(
@@ -476,13 +468,3 @@ class TranslationDataModule(SplitLoaders):
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.splits["predict"], batch_size=self.hparams.batch_size, collate_fn=self.collate)
-
-    def tokenizer_from_checkpoint(self) -> None:
-        """Takes the tokenizer stored in the checkpoint being resumed, tested or predicted with, if any: the ids must
-        mean what they meant when the model was trained. (Lightning restores checkpoints only after setup.)"""
-        if self.tokenizer is not None or not self.checkpoint_path:
-            return
-        checkpoint = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        if TOKENIZER_KEY in checkpoint:
-            self.tokenizer = check_tokenizer(Tokenizer.from_str(checkpoint[TOKENIZER_KEY]), self.checkpoint_path)
-
