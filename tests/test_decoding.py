@@ -7,16 +7,9 @@ import torch
 
 from rnn_core.attention import Attention
 from rnn_core.conv import ConvRecurrent
-from rnn_core.decoding import (
-    Bridge,
-    RecurrentDecoder,
-    ShowAttendTellDecoder,
-    attention_penalty,
-    beam_search,
-    greedy_search,
-    length_penalty,
-)
+from rnn_core.decoders import Bridge, RecurrentDecoder, ShowAttendTellDecoder, attention_penalty
 from rnn_core.encoders import FrameSequenceEncoder, ImageEncoder, SequenceEncoder
+from rnn_core.search import beam_search, greedy_search, length_penalty
 
 BOS, EOS = 1, 2
 

@@ -25,8 +25,9 @@ from apps.captioning.data import BOS, EOS, IMAGENET_MEAN, IMAGENET_STD, PAD, VOC
 from apps.common.backbone import backbone_optimizer, unfreeze_when_due
 from apps.common.callbacks import log_figure, run_dir
 from apps.common.metrics import SampleSums, gather_by_index, token_nll_sums
-from rnn_core.decoding import ShowAttendTellDecoder, attention_penalty, beam_search, greedy_search
+from rnn_core.decoders import ShowAttendTellDecoder, attention_penalty
 from rnn_core.encoders import ImageEncoder
+from rnn_core.search import beam_search, greedy_search
 
 
 class CaptioningModel(pl.LightningModule):

@@ -22,8 +22,9 @@ from tokenizers import Tokenizer
 from apps.common.callbacks import log_figure
 from apps.common.metrics import SampleSums, gather_by_index, token_nll_sums
 from apps.translation.data import BOS, EOS, PAD, TOKENIZER_KEY, collate
-from rnn_core.decoding import Bridge, RecurrentDecoder, beam_search, greedy_search
+from rnn_core.decoders import Bridge, RecurrentDecoder
 from rnn_core.encoders import SequenceEncoder
+from rnn_core.search import beam_search, greedy_search
 
 
 class TranslationModel(pl.LightningModule):
