@@ -1,4 +1,4 @@
-"""rnn_core: recurrent cells, Recurrent over time, attention, decoding and encoders in pure PyTorch."""
+"""rnn_core: recurrent cells, Recurrent over time, attention, decoders, search and encoders in pure PyTorch."""
 
 from rnn_core.cells import (
     CELLS,
@@ -10,17 +10,28 @@ from rnn_core.cells import (
     RecurrentCell,
 )
 from rnn_core.conv import ConvRecurrent
+from rnn_core.decoders import Bridge, Decoder, RecurrentDecoder, ShowAttendTellDecoder, attention_penalty
 from rnn_core.recurrent import BACKENDS, Recurrent
+from rnn_core.search import Hypothesis, beam_search, greedy_search, length_penalty
 
 __all__ = [
     "BACKENDS",
     "CELLS",
+    "Bridge",
     "ConvRecurrent",
     "CoupledLSTMCell",
+    "Decoder",
     "ElmanCell",
     "GRUCell",
+    "Hypothesis",
     "LSTMCell",
     "PeepholeLSTMCell",
     "Recurrent",
     "RecurrentCell",
+    "RecurrentDecoder",
+    "ShowAttendTellDecoder",
+    "attention_penalty",
+    "beam_search",
+    "greedy_search",
+    "length_penalty",
 ]

@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
-from rnn_core.decoders import ShowAttendTellDecoder, attention_penalty
 
 from apps.captioning import metrics
 from apps.captioning.data import BOS, EOS, IMAGENET_MEAN, IMAGENET_STD, PAD, Vocabulary, collate
 from apps.captioning.pictures import attention_figure, wrap
 from apps.common.backbone import BackboneModule
 from apps.common.metrics import token_nll_sums
+from rnn_core.decoders import ShowAttendTellDecoder, attention_penalty
 
 
 class CaptioningModel(BackboneModule):

@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
-from rnn_core.decoders import Bridge, RecurrentDecoder
 from tokenizers import Tokenizer
 
 from apps.common.metrics import token_nll_sums
 from apps.common.module import AppModule
 from apps.translation.data import BOS, EOS, PAD, collate
+from rnn_core.decoders import Bridge, RecurrentDecoder
 from rnn_core.encoders import SequenceEncoder
 
 
