@@ -10,7 +10,8 @@ from rnn_core.cells import (
     RecurrentCell,
 )
 from rnn_core.conv import ConvRecurrent
-from rnn_core.decoders import Bridge, Decoder, RecurrentDecoder, ShowAttendTellDecoder, attention_penalty
+from rnn_core.decoders import Decoder, RecurrentDecoder, ShowAttendTellDecoder, attention_penalty
+from rnn_core.encoders import Bridge
 from rnn_core.recurrent import BACKENDS, Recurrent
 from rnn_core.search import Hypothesis, beam_search, greedy_search, length_penalty
 

@@ -9,7 +9,6 @@ greedy_search and beam_search of rnn_core.search run any of them through the bas
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,30 +16,13 @@ from torch import Tensor, nn
 
 from rnn_core.attention import ATTENTION_KINDS, Attention
 from rnn_core.cells import RecurrentCell
+from rnn_core.encoders import Bridge
 from rnn_core.recurrent import Recurrent
-from rnn_core.search import StepFn
+from rnn_core.search import Hypothesis, StepFn, beam_search, greedy_search
 
 RecurrentState = Tensor | tuple[Tensor, ...]
 #: what a decoder carries from step to step: (recurrent state in torch.nn's layout, attentional vector or None)
 DecoderState = tuple[RecurrentState, Tensor | None]
-
-
-class Bridge(nn.Module):
-    """Maps a summary vector (an encoder's final states, a mean image feature) to a decoder's initial state:
-    tanh(W s + b) for each state tensor of each layer."""
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, state_names: Sequence[str]) -> None:
-        super().__init__()
-        self.hidden_size, self.num_layers = hidden_size, num_layers
-        self.proj = nn.ModuleList(nn.Linear(input_size, num_layers * hidden_size) for _ in state_names)
-
-    def forward(self, summary: Tensor) -> RecurrentState:
-        B = summary.shape[0]
-        states = tuple(
-            torch.tanh(p(summary)).view(B, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
-            for p in self.proj
-        )
-        return states if len(states) > 1 else states[0]
 
 
 def unroll(step, targets: Tensor, state, teacher_forcing: float = 1.0) -> tuple[Tensor, Tensor | None]:
@@ -131,6 +113,20 @@ class Decoder(nn.Module):
 
         return step
 
+    def greedy(self, state: DecoderState, memory: Tensor | None = None, mask: Tensor | None = None, *, bos: int,
+               eos: int, max_length: int | Tensor) -> tuple[list[Hypothesis], Tensor | None]:
+        """greedy_search from the start ``state``: one Hypothesis per sequence and the attention weights or None."""
+        return greedy_search(self.stepper(memory, mask), state, _rows(state), bos, eos, max_length,
+                             device=self.embedding.weight.device)
+
+    def beam(self, state: DecoderState, memory: Tensor | None = None, mask: Tensor | None = None, *, bos: int,
+             eos: int, max_length: int | Tensor, beam_size: int, length_penalty: float = 0.0,
+             n_best: int = 1) -> list[list[Hypothesis]]:
+        """beam_search from the start ``state``: the ``n_best`` hypotheses of each sequence."""
+        return beam_search(self.stepper(memory, mask, beams=beam_size), self.reorder, self.repeat(state, beam_size),
+                           _rows(state), bos, eos, beam_size=beam_size, max_length=max_length, alpha=length_penalty,
+                           n_best=n_best, device=self.embedding.weight.device)
+
     @staticmethod
     def reorder(state: DecoderState, index: Tensor) -> DecoderState:
         """The decoder state of the rows ``index`` (beam search keeps the beams' surviving rows)."""
@@ -144,10 +140,14 @@ class Decoder(nn.Module):
     @classmethod
     def repeat(cls, state: DecoderState, times: int) -> DecoderState:
         """Each sequence's state ``times`` times in a row (sequence b at rows b * times ... b * times + times - 1)."""
-        rnn_state = state[0]
-        some = rnn_state[0] if isinstance(rnn_state, tuple) else rnn_state
-        index = torch.arange(some.shape[1], device=some.device).repeat_interleave(times)
-        return cls.reorder(state, index)
+        device = (state[0][0] if isinstance(state[0], tuple) else state[0]).device
+        return cls.reorder(state, torch.arange(_rows(state), device=device).repeat_interleave(times))
+
+
+def _rows(state: DecoderState) -> int:
+    """How many sequences a decoder state holds."""
+    rnn_state = state[0]
+    return (rnn_state[0] if isinstance(rnn_state, tuple) else rnn_state).shape[1]
 
 
 class RecurrentDecoder(Decoder):

@@ -3,6 +3,8 @@ summary (a vector to start a decoder or feed a classifier)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -206,3 +208,21 @@ class FrameSequenceEncoder(nn.Module):
 def grid_summary(h: Tensor) -> Tensor:
     """States (..., C, H, W) -> (..., 2C): their mean and their max over the grid."""
     return torch.cat((h.mean((-2, -1)), h.amax((-2, -1))), dim=-1)
+
+
+class Bridge(nn.Module):
+    """Maps a summary vector (an encoder's final states, a mean image feature) to a decoder's initial state:
+    tanh(W s + b) for each state tensor of each layer."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, state_names: Sequence[str]) -> None:
+        super().__init__()
+        self.hidden_size, self.num_layers = hidden_size, num_layers
+        self.proj = nn.ModuleList(nn.Linear(input_size, num_layers * hidden_size) for _ in state_names)
+
+    def forward(self, summary: Tensor) -> Tensor | tuple[Tensor, ...]:
+        B = summary.shape[0]
+        states = tuple(
+            torch.tanh(p(summary)).view(B, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
+            for p in self.proj
+        )
+        return states if len(states) > 1 else states[0]

@@ -56,7 +56,8 @@ def test_fit_test_and_predict_from_the_checkpoint_alone(tmp_path, monkeypatch, c
     for line in ("best checkpoint: ", "pictures: ", "val_attention.png"):
         assert line in out
     checkpoint = torch.load(folder / "last.ckpt", weights_only=False)
-    assert checkpoint["vocabulary"][:4] == ["<pad>", "<bos>", "<eos>", "<unk>"] and "circle" in checkpoint["vocabulary"]
+    vocabulary = checkpoint["artefacts"]["vocabulary"]
+    assert vocabulary[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"] and "circle" in vocabulary
     metrics = metrics_csv(tmp_path / "outputs/captioning").dropna(subset=["val_bleu4"])
     assert {"val_loss", "val_bleu1", "val_bleu2", "val_bleu3", "val_bleu4", "val_cider"} <= set(metrics.columns)
 
@@ -95,10 +96,11 @@ def test_backbone_is_frozen_until_its_epoch_then_trains(tmp_path, monkeypatch):
     hparams = torch.load(checkpoints[-1], weights_only=False)["hyper_parameters"]
     pl.seed_everything(0)  # as the launcher does before building the model
     initial = CaptioningModel(**{k: v for k, v in hparams.items() if not k.startswith("_")}).state_dict()
-    backbone = [name for name in initial if name.startswith("encoder.")]
+    backbone = [name for name in initial if name.startswith("image_encoder.")]
     assert all(torch.equal(first[name], initial[name]) for name in backbone)  # epoch 0: frozen, batch norms too
-    assert not torch.equal(first["encoder.features.0.weight"], last["encoder.features.0.weight"])  # epoch 1 trains
-    assert cli.model.encoder.trainable
+    weight = "image_encoder.features.0.weight"
+    assert not torch.equal(first[weight], last[weight])  # epoch 1 trains
+    assert cli.model.image_encoder.trainable
 
 
 DDP = ["--config", str(ROOT / "configs/trainer/ddp.yaml"), "--trainer.accelerator=cpu", "--trainer.devices=2"]

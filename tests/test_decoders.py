@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from rnn_core.attention import Attention
-from rnn_core.decoders import Bridge, Decoder, RecurrentDecoder, ShowAttendTellDecoder, attention_penalty
+from rnn_core.decoders import Decoder, RecurrentDecoder, ShowAttendTellDecoder, attention_penalty
+from rnn_core.encoders import Bridge
 from rnn_core.search import beam_search, greedy_search
 
 BOS, EOS = 1, 2

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from rnn_core.decoders import Bridge
+from rnn_core.encoders import Bridge
 from rnn_core.search import beam_search, greedy_search, length_penalty
 from tests.test_decoders import BOS, EOS, make_batch, make_decoder
 

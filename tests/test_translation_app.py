@@ -46,7 +46,7 @@ def test_fit_test_and_predict_from_the_checkpoint_alone(tmp_path, monkeypatch, c
     names = {p.name for p in (tmp_path / folder).iterdir()}
     assert {"last.ckpt", "config.yaml", "val_attention.png", "gradient_through_time.png"} <= names, names
     checkpoint = torch.load(tmp_path / folder / "last.ckpt", weights_only=False)
-    assert "<bos>" in json.loads(checkpoint["tokenizer"])["model"]["vocab"]
+    assert "<bos>" in json.loads(checkpoint["artefacts"]["tokenizer"])["model"]["vocab"]
     metrics = metrics_csv(tmp_path / "outputs/translation").dropna(subset=["val_bleu"])
     assert {"val_loss", "val_ppl", "val_bleu", "val_chrf", "val_bleu_tutorial"} <= set(metrics.columns)
 

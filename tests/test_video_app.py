@@ -61,7 +61,7 @@ def test_fit_test_and_predict_from_the_checkpoint_alone(tmp_path, monkeypatch, c
     assert {"last.ckpt", "config.yaml", "val_confusion.png"} <= {p.name for p in folder.iterdir()}
     assert "best checkpoint: " in out and "val_confusion.png" in out
     checkpoint = torch.load(folder / "last.ckpt", weights_only=False)
-    assert checkpoint["class_names"][:2] == ["grow", "move_down"]
+    assert checkpoint["artefacts"]["class_names"][:2] == ["grow", "move_down"]
     metrics = metrics_csv(tmp_path / "outputs/video").dropna(subset=["val_acc"])
     assert {"val_loss", "val_acc", "val_top5"} <= set(metrics.columns)
 
@@ -83,8 +83,9 @@ def test_fit_test_and_predict_from_the_checkpoint_alone(tmp_path, monkeypatch, c
     assert "written to classes.csv" in capsys.readouterr().out
     rows = pd.read_csv(tmp_path / "classes.csv")
     assert rows["video"].tolist() == ["a.mp4", "b.mp4"]
-    probabilities = rows[[f"p_{c}" for c in checkpoint["class_names"]]]
-    assert (probabilities.sum(1) - 1).abs().max() < 1e-3 and set(rows["class"]) <= set(checkpoint["class_names"])
+    class_names = checkpoint["artefacts"]["class_names"]
+    probabilities = rows[[f"p_{c}" for c in class_names]]
+    assert (probabilities.sum(1) - 1).abs().max() < 1e-3 and set(rows["class"]) <= set(class_names)
 
 
 def test_mean_head_has_no_recurrence_and_trains(tmp_path, monkeypatch, fast):

@@ -73,7 +73,8 @@ class AppModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ artefacts and building
 
-    def _adopt(self, artefacts: dict) -> None:
+    def adopt(self, artefacts: dict) -> None:
+        """Takes the artefacts the model is trained with (from the data, or a checkpoint) and builds on them."""
         self.artefacts = dict(artefacts)
         self.build(self.artefacts)
 
@@ -83,7 +84,7 @@ class AppModule(pl.LightningModule):
             return
         artefacts = data.artefacts()
         if self.artefacts is None:
-            self._adopt(artefacts)
+            self.adopt(artefacts)
         else:
             check_artefacts(self.artefacts, artefacts, "the model", "the data")
 
@@ -92,7 +93,7 @@ class AppModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self.artefacts is None:  # Model.load_from_checkpoint outside a Trainer: the data never set it
-            self._adopt(checkpoint[ARTEFACTS_KEY])
+            self.adopt(checkpoint[ARTEFACTS_KEY])
 
     # ------------------------------------------------------------------ optimiser and schedule
 

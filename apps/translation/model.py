@@ -21,8 +21,8 @@ from tokenizers import Tokenizer
 from apps.common.metrics import token_nll_sums
 from apps.common.module import AppModule
 from apps.translation.data import BOS, EOS, PAD, collate
-from rnn_core.decoders import Bridge, RecurrentDecoder
-from rnn_core.encoders import SequenceEncoder
+from rnn_core.decoders import RecurrentDecoder
+from rnn_core.encoders import Bridge, SequenceEncoder
 
 
 class TranslationModel(AppModule):

@@ -15,85 +15,29 @@ accuracy of every class and draws the confusion matrix (``test_confusion.png``, 
 from __future__ import annotations
 
 import csv
-import hashlib
-from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from torch import nn
 
-from apps.common.backbone import backbone_optimizer, unfreeze_when_due
-from apps.common.callbacks import log_figure, run_dir
-from apps.common.metrics import gather_by_index
-from apps.video.data import CLASS_NAMES_KEY
-from rnn_core.encoders import FrameSequenceEncoder, ImageEncoder
+from apps.common.backbone import BackboneModule
+from apps.common.callbacks import run_dir
+from apps.video.features import FeatureCache
+from apps.video.pictures import confusion_figure
+from rnn_core.encoders import FrameSequenceEncoder
 
 HEADS = ("last", "mean_states", "mean")
 
 
-class FeatureCache:
-    """Per-frame features of a frozen backbone on disk, one file per video and frame size (frame index -> vector),
-    filled as frames are first seen: once every frame has been through the CNN, an epoch only runs the recurrence.
-    The folder is named by a fingerprint of the backbone's weights, so another backbone never reads these."""
+class VideoModel(BackboneModule):
+    """LRCN: ImageEncoder per frame, a recurrence (flat or conv) over frames, a linear classifier sized by the
+    data's classes."""
 
-    def __init__(self, folder: str | Path, backbone: nn.Module) -> None:
-        digest = hashlib.sha1()
-        for tensor in backbone.state_dict().values():
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        self.folder = Path(folder).expanduser() / f"features-{digest.hexdigest()[:16]}"
-        self.memory: dict[str, dict[int, torch.Tensor]] = {}
-        self.changed: set[str] = set()
-
-    def _key(self, name: str, size: tuple[int, int]) -> str:
-        return hashlib.sha1(f"{name}|{size[0]}x{size[1]}".encode()).hexdigest()
-
-    def _frames_of(self, key: str) -> dict[int, torch.Tensor]:
-        if key not in self.memory:
-            path = self.folder / f"{key}.pt"
-            self.memory[key] = torch.load(path, weights_only=True) if path.exists() else {}
-        return self.memory[key]
-
-    def features(self, names: list[str], indices: torch.Tensor, frames: torch.Tensor, compute) -> torch.Tensor:
-        """Features (N, T, F) of clips ``frames`` (N, T, 3, H, W) of the videos ``names`` at frame ``indices``
-        (N, T): cached ones read, the others computed with ``compute(frames (M, 1, 3, H, W))`` and kept."""
-        size = tuple(frames.shape[-2:])
-        stored = [self._frames_of(self._key(n, size)) for n in names]
-        missing = [(i, t) for i, frames_of in enumerate(stored) for t, j in enumerate(indices[i].tolist())
-                   if j not in frames_of]
-        if missing:
-            rows, steps = zip(*missing, strict=True)
-            fresh = compute(frames[list(rows), list(steps)].unsqueeze(1))[:, 0].detach().cpu()
-            for (i, t), vector in zip(missing, fresh, strict=True):
-                stored[i][int(indices[i, t])] = vector.clone()
-                self.changed.add(self._key(names[i], size))
-        return torch.stack([torch.stack([stored[i][j] for j in indices[i].tolist()]) for i in range(len(names))])
-
-    def flush(self) -> None:
-        """Writes the files of videos that gained frames."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for key in self.changed:
-            torch.save(self.memory[key], self.folder / f"{key}.pt")
-        self.changed.clear()
-
-
-class VideoModel(pl.LightningModule):
-    """LRCN: ImageEncoder per frame, a recurrence (flat or conv) over frames, a linear classifier.
-
-    The classifier is sized by the data's classes, known once the data is set up (or the checkpoint read), so the
-    optimizer (Adam, with its own learning rate for the backbone) is set by model options, not by LightningCLI's
-    top-level ``--optimizer``.
-    """
+    monitor, mode = "val_acc", "max"
 
     def __init__(
         self,
-        backbone: str = "resnet18",
-        weights: str | None = "DEFAULT",
-        backbone_stages: int | None = None,
-        finetune_from_epoch: int | None = None,
-        backbone_lr: float = 1e-4,
         spatial_grid: int = 1,
         feature_norm: bool = True,
         feature_cache: str | None = None,
@@ -107,19 +51,10 @@ class VideoModel(pl.LightningModule):
         head: str = "last",
         dropout: float = 0.5,
         label_smoothing: float = 0.0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        plateau_patience: int = 0,
-        class_names: list[str] | None = None,
+        **kwargs,
     ) -> None:
         """
         Args:
-            backbone: torchvision CNN run on every frame: resnet18/34/50, mobilenet_v3_small/large, ...
-            weights: torchvision weights name (DEFAULT, IMAGENET1K_V1, ...; from the torch cache, else downloaded),
-                or None for random initialisation.
-            backbone_stages: keep the backbone's first N stages; None keeps all.
-            finetune_from_epoch: train the backbone from this epoch on (0: from the start); None keeps it frozen.
-            backbone_lr: Adam's learning rate of the backbone once it trains.
             spatial_grid: each frame's feature grid averaged to this many cells a side, then flattened (1: global
                 average pooling, LRCN's; more keeps where things are in the frame).
             feature_norm: batch-normalise each frame feature before the recurrence (or the mean): pooled CNN
@@ -138,61 +73,25 @@ class VideoModel(pl.LightningModule):
                 features without any recurrence ("mean", the baseline).
             dropout: before the classifier (and between recurrent layers).
             label_smoothing: label smoothing of the training loss.
-            lr: Adam's learning rate of the recurrence and classifier.
-            weight_decay: Adam's weight decay.
-            plateau_patience: halve the learning rates after this many epochs without a higher val_acc (0: never).
-            class_names: the class names by id; None takes them from the data.
         """
-        super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
-        self.save_hyperparameters()
-        image_encoder = ImageEncoder(backbone, weights=weights, trainable=finetune_from_epoch == 0,
-                                     stages=backbone_stages)
-        self.encoder = FrameSequenceEncoder(image_encoder, hidden_size, cell=cell, num_layers=num_layers,
+        super().__init__(**kwargs)
+        self.encoder = FrameSequenceEncoder(self.image_encoder, hidden_size, cell=cell, num_layers=num_layers,
                                             bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0,
                                             backend=backend, spatial_grid=spatial_grid,
                                             feature_norm=feature_norm, recurrence=recurrence,
                                             kernel_size=kernel_size)
         self.dropout = nn.Dropout(dropout)
-        self.cache = None if feature_cache is None else FeatureCache(feature_cache, image_encoder.features)
-        self.outputs: list[tuple[int, str, int, np.ndarray, float]] = []
-        if class_names is not None:
-            self.build(class_names)
+        self.cache = None if feature_cache is None else FeatureCache(feature_cache, self.image_encoder.features)
 
-    # ---------------------------------------------------------------- layers
-
-    def build(self, class_names: list[str]) -> None:
+    def build(self, artefacts: dict) -> None:
         width = self.encoder.feature_size if self.hparams.head == "mean" else self.encoder.output_size
-        self.classifier = nn.Linear(width, len(class_names))
-        self.hparams.class_names = list(class_names)
+        self.classifier = nn.Linear(width, len(artefacts["class_names"]))
 
     @property
     def class_names(self) -> list[str]:
-        return self.hparams.class_names
-
-    def setup(self, stage: str) -> None:
-        names = self.trainer.datamodule.class_names
-        if not hasattr(self, "classifier"):
-            self.build(names)
-        elif stage != "predict" and list(names) != self.class_names:
-            raise ValueError(f"the model knows {len(self.class_names)} classes ({self.class_names[:4]} ...) but the "
-                             f"data has {len(names)} ({list(names)[:4]} ...)")
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[CLASS_NAMES_KEY] = self.class_names
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if not hasattr(self, "classifier"):
-            self.build(checkpoint.get(CLASS_NAMES_KEY) or checkpoint["hyper_parameters"]["class_names"])
-
-    def configure_optimizers(self):
-        return backbone_optimizer(self, self.encoder.image_encoder, monitor="val_acc")
-
-    def on_train_epoch_start(self) -> None:
-        unfreeze_when_due(self, self.encoder.image_encoder)
-
-    # ---------------------------------------------------------------- forward
+        return self.artefacts["class_names"]
 
     def frame_features(self, batch: dict) -> torch.Tensor:
         """Features (B * K, T, F) of every frame of the batch's K clips per video."""
@@ -224,54 +123,35 @@ class VideoModel(pl.LightningModule):
         """Cross-entropy of the clip-averaged probabilities (log_softmax leaves log-probabilities as they are)."""
         return F.cross_entropy(self(batch), batch["label"], label_smoothing=self.hparams.label_smoothing)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.compute_loss(batch)
-        self.log("train_loss", loss, prog_bar=True, batch_size=batch["frames"].shape[0])
-        return loss
-
     def on_train_epoch_end(self) -> None:
         if self.cache is not None:
             self.cache.flush()
 
-    # ---------------------------------------------------------------- evaluation
-
-    def _evaluate(self, batch: dict) -> None:
+    def evaluate(self, batch: dict, stage: str) -> list[dict]:
         log_probs = self(batch)
-        losses = F.nll_loss(log_probs, batch["label"], reduction="none")
-        for i, name, label, row, loss in zip(batch["index"].tolist(), batch["name"], batch["label"].tolist(),
-                                             log_probs.exp().float().cpu().numpy(), losses.tolist(), strict=True):
-            self.outputs.append((i, name, label, row, loss))
+        losses = F.nll_loss(log_probs, batch["label"], reduction="none").tolist()
+        return [{"index": i, "video": name, "label": label, "probabilities": p, "loss": loss}
+                for i, name, label, p, loss in zip(batch["index"].tolist(), batch["name"], batch["label"].tolist(),
+                                                   log_probs.exp().float().cpu().numpy(), losses, strict=True)]
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch)
+    def metrics(self, records: list[dict], stage: str) -> dict[str, float]:
+        labels = np.array([r["label"] for r in records])
+        ranked = np.argsort(-np.stack([r["probabilities"] for r in records]), axis=1)
+        return {f"{stage}_loss": float(np.mean([r["loss"] for r in records])),
+                f"{stage}_acc": float(np.mean(ranked[:, 0] == labels)),
+                f"{stage}_top5": float(np.mean((ranked[:, :5] == labels[:, None]).any(1)))}
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch)
-
-    def _finish_evaluation(self, prefix: str) -> None:
-        rows = gather_by_index(self.trainer, self.outputs)
-        self.outputs = []
-        if not rows:
-            return
-        labels = np.array([r[2] for r in rows])
-        probabilities = np.stack([r[3] for r in rows])
-        ranked = np.argsort(-probabilities, axis=1)
-        values = {f"{prefix}_loss": float(np.mean([r[4] for r in rows])),
-                  f"{prefix}_acc": float(np.mean(ranked[:, 0] == labels)),
-                  f"{prefix}_top5": float(np.mean((ranked[:, :5] == labels[:, None]).any(1)))}
-        # every process computed the same values from the same gathered predictions: no further reduction
-        for name, value in values.items():
-            self.log(name, value, prog_bar=name != f"{prefix}_top5")
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            confusion = np.zeros((len(self.class_names),) * 2, dtype=np.int64)
-            np.add.at(confusion, (labels, ranked[:, 0]), 1)
-            title = f"{prefix}: accuracy {values[f'{prefix}_acc']:.3f}"
-            if prefix == "val":
-                title += f", epoch {self.current_epoch}"
-            self.pictures = [log_figure(self.trainer, confusion_figure(confusion, self.class_names, title),
-                                        f"{prefix}_confusion")]
-            if prefix == "test":
-                self._report_classes(confusion)
+    def pictures(self, records: list[dict], stage: str) -> None:
+        labels = np.array([r["label"] for r in records])
+        predicted = np.stack([r["probabilities"] for r in records]).argmax(1)
+        confusion = np.zeros((len(self.class_names),) * 2, dtype=np.int64)
+        np.add.at(confusion, (labels, predicted), 1)
+        title = f"{stage}: accuracy {np.mean(labels == predicted):.3f}"
+        if stage == "val":
+            title += f", epoch {self.current_epoch}"
+        self.log_figure(confusion_figure(confusion, self.class_names, title), f"{stage}_confusion")
+        if stage == "test":
+            self._report_classes(confusion)
 
     def _report_classes(self, confusion: np.ndarray) -> None:
         """Prints each class's accuracy and writes it to ``test_per_class.csv`` beside the pictures."""
@@ -288,27 +168,12 @@ class VideoModel(pl.LightningModule):
         lines += [f"{name:<{width}}  {int(totals[k]):>6}  {confusion[k, k] / max(totals[k], 1):>8.3f}"
                   for k, name in enumerate(self.class_names)]
         print("\n".join([*lines, f"per-class accuracy: {path}"]), flush=True)
-        self.pictures.append(path)
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish_evaluation("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish_evaluation("test")
+        self.picture_paths.append(path)
 
     def on_fit_end(self) -> None:
         if self.cache is not None:
             self.cache.flush()
-        if not self.trainer.is_global_zero:
-            return
-        checkpoint = self.trainer.checkpoint_callback
-        lines = [f"checkpoints: {run_dir(self.trainer)}"]
-        if checkpoint is not None and checkpoint.best_model_path:
-            score = "" if checkpoint.best_model_score is None else \
-                f" ({checkpoint.monitor} {float(checkpoint.best_model_score):.3f})"
-            lines.append(f"best checkpoint: {checkpoint.best_model_path}{score}")
-        lines += [f"pictures: {p}" for p in getattr(self, "pictures", [])]
-        print("\n".join(lines), flush=True)
+        super().on_fit_end()
 
     # ---------------------------------------------------------------- predict
 
@@ -321,26 +186,3 @@ class VideoModel(pl.LightningModule):
             row.update({f"p_{c}": round(float(v), 4) for c, v in zip(self.class_names, p, strict=True)})
             rows.append(row)
         return rows
-
-
-def confusion_figure(confusion: np.ndarray, class_names: list[str], title: str) -> Figure:
-    """The confusion matrix, each row (true class) normalised to 1, counts written in when there is room."""
-    n = len(class_names)
-    side = min(4 + 0.35 * n, 30)
-    figure = Figure(figsize=(side, side))
-    ax = figure.subplots()
-    rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
-    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    font = max(4, 9 - n // 15)
-    ax.set_xticks(range(n), class_names, rotation=90, fontsize=font)
-    ax.set_yticks(range(n), class_names, fontsize=font)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if n <= 20:
-        for (r, c), count in np.ndenumerate(confusion):
-            if count:
-                ax.text(c, r, str(count), ha="center", va="center", fontsize=7,
-                        color="white" if rates[r, c] > 0.5 else "black")
-    ax.set_title(title)
-    return figure
