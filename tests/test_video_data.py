@@ -13,6 +13,8 @@ import yaml
 from PIL import Image
 
 import apps.video.data as video_data
+import apps.video.data.index as video_index
+import apps.video.data.pool as video_pool
 from apps.video.data import (
     GENERATED_CLASSES,
     IMAGENET_MEAN,
@@ -410,14 +412,14 @@ def test_index_cache_makes_a_second_setup_probe_nothing(ucf_root, tmp_path, monk
     def refuse(path):
         raise AssertionError(f"probed {path} again")
 
-    monkeypatch.setattr(video_data, "probe_video", refuse)
+    monkeypatch.setattr(video_index, "probe_video", refuse)
     second = module(tmp_path, dataset="ucf101", path=str(ucf_root))
     second.setup("fit")
     second.setup("test")
     assert [names(second, s) for s in ("train", "val", "test")] == [names(first, s) for s in ("train", "val", "test")]
     # a changed file is probed again, and only it
     probed = []
-    monkeypatch.setattr(video_data, "probe_video", lambda path: probed.append(Path(path).name) or VideoInfo())
+    monkeypatch.setattr(video_index, "probe_video", lambda path: probed.append(Path(path).name) or VideoInfo())
     VideoInfo = lambda: video_data.VideoInfo(7, 25.0, 32, 32)  # noqa: E731
     changed = ucf_root / "ApplyLipstick" / "v_ApplyLipstick_g02_c01.avi"
     changed.touch()
@@ -429,8 +431,8 @@ def test_index_cache_makes_a_second_setup_probe_nothing(ucf_root, tmp_path, monk
 def test_index_in_a_process_pool_matches_the_one_in_process(ucf_root, tmp_path, monkeypatch):
     files = video_data.video_files(ucf_root)
     alone = video_data.index_videos(files, tmp_path / "alone.json", workers=1)
-    monkeypatch.setattr(video_data, "POOL_THRESHOLD", 2)
-    monkeypatch.setattr(video_data.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(video_pool, "POOL_THRESHOLD", 2)
+    monkeypatch.setattr(video_pool.os, "cpu_count", lambda: 2)
     pooled = video_data.index_videos([*files, tmp_path / "gone.avi"], tmp_path / "pooled.json", workers=2)
     assert pooled == {**alone, str(tmp_path / "gone.avi"): "file not found"}
     assert all(info.frames == 8 and info.width == 32 for info in alone.values())
