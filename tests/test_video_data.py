@@ -19,7 +19,7 @@ from apps.video.data import (
     GENERATED_CLASSES,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    Listed,
+    Video,
     VideoDataModule,
     clip_indices,
     clip_state,
@@ -313,9 +313,9 @@ def test_folder_split_by_group_on_real_files(ucf_root, tmp_path):
 
 
 def test_split_by_group_never_shares_a_group():
-    videos = [Listed(None, f"c{c}/v_c{c}_g{g:02d}_c{k:02d}.avi", c, video_group(f"c{c}/v_c{c}_g{g:02d}_c{k:02d}.avi"))
+    videos = [Video(None, f"c{c}/v_c{c}_g{g:02d}_c{k:02d}.avi", c, video_group(f"c{c}/v_c{c}_g{g:02d}_c{k:02d}.avi"))
               for c in range(3) for g in range(1, 11) for k in range(1, 1 + g % 4 + 1)]
-    videos += [Listed(None, f"c0/plain_{i}.mp4", 0, video_group(f"c0/plain_{i}.mp4")) for i in range(5)]
+    videos += [Video(None, f"c0/plain_{i}.mp4", 0, video_group(f"c0/plain_{i}.mp4")) for i in range(5)]
     splits = split_by_group(videos, {"val": 0.2, "test": 0.3}, seed=3)
     assert sum(len(s) for s in splits.values()) == len(videos)
     owner = {}

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Dataset
 
 from apps.video.data.frames import clip_indices, decode_frames, segment_indices
+from apps.video.data.layouts import Video
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-@dataclass
-class Video:
-    """A readable video of a split: its file, name (relative path), class id (-1: unknown) and frame count."""
-
-    path: str
-    name: str
-    label: int
-    frames: int
 
 
 class VideoClips(Dataset):

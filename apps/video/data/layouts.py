@@ -16,14 +16,16 @@ UCF101_SPLIT_DIR, HMDB51_SPLIT_DIR = "ucfTrainTestlist", "testTrainMulti_7030_sp
 
 
 @dataclass
-class Listed:
-    """A video a split lists: its file (None when it is not there), its name relative to the data folder, its
-    class id (-1: unknown), and the group of videos it must share a split with."""
+class Video:
+    """A video a split lists: its file (None when it is not there), its name relative to the data folder (or as a
+    predict list gives it), its class id (-1: unknown), the group of videos it must share a split with, and its frame
+    count (once the index has read the file)."""
 
     path: Path | None
     name: str
     label: int
-    group: str
+    group: str = ""
+    frames: int = 0
 
 
 def video_files(folder: Path) -> list[Path]:
@@ -93,7 +95,7 @@ def find_split_dir(split_path: str | None, root: Path, name: str, marker: str) -
                             f"--data.split_path (the folder {name} of the official splits)")
 
 
-def read_ucf101(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict[str, list[Listed]]]:
+def read_ucf101(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict[str, list[Video]]]:
     """Class names (classInd.txt order) and the train and test videos of UCF101 fold ``fold``, from
     ``trainlist0N.txt`` (``Class/v_Class_gXX_cYY.avi <class number>``) and ``testlist0N.txt`` (the path alone)."""
     index_path = split_dir / "classInd.txt"
@@ -114,12 +116,12 @@ def read_ucf101(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict
             label = by_name.get(name.split("/")[0].lower()) if "/" in name else None
             if label is None:
                 raise ValueError(f"{path}:{number}: {name!r} is not <class>/<video> with a class of {index_path}")
-            listed.append(Listed(resolve(name), name, label, video_group(name, "ucf101")))
+            listed.append(Video(resolve(name), name, label, video_group(name, "ucf101")))
         splits[split] = listed
     return classes, splits
 
 
-def read_hmdb51(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict[str, list[Listed]]]:
+def read_hmdb51(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict[str, list[Video]]]:
     """Class names (sorted) and the train and test videos of HMDB51 fold ``fold``, from
     ``<class>_test_split<fold>.txt`` files of ``<video>.avi <1|2|0>`` lines (1 train, 2 test, 0 unused)."""
     suffix = f"_test_split{fold}.txt"
@@ -128,7 +130,7 @@ def read_hmdb51(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict
         raise FileNotFoundError(f"{split_dir} has no <class>{suffix} files (HMDB51 folds are 1 to 3)")
     classes = [f.name[: -len(suffix)] for f in files]
     resolve = _Resolver(root)
-    splits: dict[str, list[Listed]] = {"train": [], "test": []}
+    splits: dict[str, list[Video]] = {"train": [], "test": []}
     for label, (cls, path) in enumerate(zip(classes, files, strict=True)):
         for number, fields in split_lines(path):
             if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
@@ -137,19 +139,19 @@ def read_hmdb51(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict
             if fields[1] == "0":
                 continue
             name = f"{cls}/{fields[0]}"
-            listed = Listed(resolve(name), name, label, video_group(name, "hmdb51"))
+            listed = Video(resolve(name), name, label, video_group(name, "hmdb51"))
             splits["train" if fields[1] == "1" else "test"].append(listed)
     return classes, splits
 
 
-def read_folder(root: Path, split_dir: Path | None) -> tuple[list[str], dict[str, list[Listed]]]:
+def read_folder(root: Path, split_dir: Path | None) -> tuple[list[str], dict[str, list[Video]]]:
     """Class names (the sorted class folders) and the videos of a class-per-folder set: all of them under "all",
     or, with a split folder, those ``train.txt``, ``test.txt`` and (if there) ``val.txt`` list, one path relative
     to ``root`` per line, its first folder the class."""
     classes = class_folders(root)
     by_name = {c: i for i, c in enumerate(classes)}
     if split_dir is None:
-        return classes, {"all": [Listed(p, p.relative_to(root).as_posix(), by_name[p.relative_to(root).parts[0]],
+        return classes, {"all": [Video(p, p.relative_to(root).as_posix(), by_name[p.relative_to(root).parts[0]],
                                         video_group(p.relative_to(root).as_posix()))
                                  for c in classes for p in video_files(root / c)]}
     resolve = _Resolver(root)
@@ -164,19 +166,19 @@ def read_folder(root: Path, split_dir: Path | None) -> tuple[list[str], dict[str
             label = by_name.get(name.split("/")[0]) if "/" in name else None
             if label is None:
                 raise ValueError(f"{path}:{number}: {name!r} is not <class>/<video> with a class folder of {root}")
-            listed.append(Listed(resolve(name), name, label, video_group(name)))
+            listed.append(Video(resolve(name), name, label, video_group(name)))
         splits[split] = listed
     return classes, splits
 
 
-def split_by_group(videos: Sequence[Listed], fractions: dict[str, float], seed: int) -> dict[str, list[Listed]]:
+def split_by_group(videos: Sequence[Video], fractions: dict[str, float], seed: int) -> dict[str, list[Video]]:
     """Splits videos at random by group, class by class (so that every class is in every split it can be): each
     named split takes its fraction of a class's groups (at least one while the class has groups to spare), the rest
     is "train". No group is ever in two splits. Seeded: the same seed gives the same split."""
-    by_class: dict[int, dict[str, list[Listed]]] = {}
+    by_class: dict[int, dict[str, list[Video]]] = {}
     for video in videos:
         by_class.setdefault(video.label, {}).setdefault(video.group, []).append(video)
-    splits: dict[str, list[Listed]] = {name: [] for name in ("train", *fractions)}
+    splits: dict[str, list[Video]] = {name: [] for name in ("train", *fractions)}
     for label, groups in sorted(by_class.items()):
         keys = sorted(groups)
         np.random.default_rng([seed, label]).shuffle(keys)
@@ -195,11 +197,11 @@ def split_by_group(videos: Sequence[Listed], fractions: dict[str, float], seed: 
 
 
 
-def predict_list(path: Path) -> list[Listed]:
+def predict_list(path: Path) -> list[Video]:
     """The videos to predict: every video file under a folder (named relative to it), or those a text file lists,
     one path per line (relative to the file's folder unless absolute; blank lines and # comments skipped)."""
     if path.is_dir():
-        return [Listed(p, p.relative_to(path).as_posix(), -1, "") for p in video_files(path)]
+        return [Video(p, p.relative_to(path).as_posix(), -1) for p in video_files(path)]
     if not path.is_file():
         raise FileNotFoundError(f"predict_path {path} is neither a folder of videos nor a file listing them")
     listed = []
@@ -207,5 +209,5 @@ def predict_list(path: Path) -> list[Listed]:
         name = " ".join(fields)
         file = Path(name).expanduser()
         file = file if file.is_absolute() else path.parent / file
-        listed.append(Listed(file if file.is_file() else None, name, -1, ""))
+        listed.append(Video(file if file.is_file() else None, name, -1))
     return listed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,13 +10,13 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from apps.common.data import SplitLoaders
-from apps.video.data.dataset import Video, VideoClips, collate
+from apps.video.data.dataset import VideoClips, collate
 from apps.video.data.index import VideoInfo, index_file, index_videos
 from apps.video.data.layouts import (
     HMDB51_SPLIT_DIR,
     SPLITS,
     UCF101_SPLIT_DIR,
-    Listed,
+    Video,
     class_folders,
     find_split_dir,
     predict_list,
@@ -156,7 +157,7 @@ class VideoDataModule(SplitLoaders):
 
     # ------------------------------------------------------------------ reading
 
-    def read_listing(self) -> tuple[list[str], dict[str, list[Listed]]]:
+    def read_listing(self) -> tuple[list[str], dict[str, list[Video]]]:
         """Class names and the listed videos of train, val and test (no video opened yet)."""
         hp = self.hparams
         root = self.root
@@ -178,14 +179,14 @@ class VideoDataModule(SplitLoaders):
             splits = {"train": carved["train"], "val": carved["val"], "test": splits["test"]}
         return classes, {name: splits[name] for name in SPLITS}
 
-    def readable(self, listed: dict[str, Sequence[Listed]], cache_root: Path, what: str) -> dict[str, list[Video]]:
+    def readable(self, listed: dict[str, Sequence[Video]], cache_root: Path, what: str) -> dict[str, list[Video]]:
         """The videos of each split that the index can read, in order. The others (missing, unreadable, no frames)
         are left out with one warning that counts them and names the first few, or are an error naming the first
         (``on_bad_video``). One index pass covers every split."""
         paths = [v.path for split in listed.values() for v in split if v.path is not None]
         index = index_videos(paths, index_file(self.hparams.cache_dir, cache_root), self.hparams.index_workers)
         videos: dict[str, list[Video]] = {name: [] for name in listed}
-        bad: list[tuple[Listed, str]] = []
+        bad: list[tuple[Video, str]] = []
         for name, split in listed.items():
             for v in split:
                 info = "file not found" if v.path is None else index[str(v.path)]
@@ -194,7 +195,7 @@ class VideoDataModule(SplitLoaders):
                 if isinstance(info, str):
                     bad.append((v, info))
                 else:
-                    videos[name].append(Video(str(v.path), v.name, v.label, info.frames))
+                    videos[name].append(dataclasses.replace(v, frames=info.frames))
         if bad and self.hparams.on_bad_video == "error":
             v, reason = bad[0]
             raise ValueError(f"{v.path or cache_root / v.name}: cannot be read as a video ({reason}); {len(bad)} "
