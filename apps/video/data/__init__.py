@@ -1,5 +1,5 @@
-"""Video clips for classification: rendered motion clips, UCF101, HMDB51, any class-per-folder set of video files,
-all read as folders of video files by one reader."""
+"""Video clips for classification: rendered motion clips, UCF101, HMDB51, any class-per-folder set of video files.
+Every source is a folder of video files read by one reader; the rendered clips are written as one first."""
 
 from apps.video.data.dataset import IMAGENET_MEAN, IMAGENET_STD
 from apps.video.data.frames import clip_indices, decode_frames, segment_indices, uniform_indices

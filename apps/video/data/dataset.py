@@ -18,7 +18,10 @@ class VideoClips(Dataset):
     ``index`` (= i), ``name``.
 
     ``sampling`` "segments" (training: one random frame per segment, K = 1) or "uniform" (K = ``clips`` samplings at
-    evenly spaced offsets; see the module's docstring)."""
+    evenly spaced offsets inside the segments: their middles when K = 1, as in validation; test and predict take K
+    clips and the model averages them).
+
+    No augmentation flips frames: a mirror image turns move_left into move_right and rotate_cw into rotate_ccw."""
 
     def __init__(self, videos: Sequence[Video], num_frames: int, frame_size: int, sampling: str = "uniform",
                  clips: int = 1, decode_threads: int = 1) -> None:
@@ -59,8 +62,8 @@ def collate(items: Sequence[dict]) -> dict:
     - ``frames``: float32 (B, K, T, 3, H, W), ALWAYS with the clip dimension K (1 in training and validation,
       ``test_clips`` in test and predict), scaled to [0, 1] and normalised with the ImageNet mean and std;
     - ``label``: long (B,), the class id (-1 when unknown, as in predict);
-    - ``index``: long (B,), the clip's position in its split;
-    - ``name``: list[str], the videos' paths relative to their data folder;
+    - ``index``: long (B,), the clip's position in its split (to drop the repeats DDP samplers add);
+    - ``name``: list[str], the videos' paths relative to their data folder (or as a predict list gives them);
     - ``frame_index``: long (B, K, T), which frame of its video each frame is (a feature cache's key).
     """
     frames = torch.stack([item["frames"] for item in items]).permute(0, 1, 2, 5, 3, 4).contiguous().float().div_(255)

@@ -14,7 +14,8 @@ from av.video.reformatter import VideoReformatter
 
 def uniform_indices(num_available: int, num_frames: int, offset: float = 0.5) -> list[int]:
     """``num_frames`` indices into ``num_available`` frames: frame ``floor((j + offset) * N / T)`` of each of the T
-    equal segments (offset 0.5: their middles). Sorted; fewer frames than T repeat evenly."""
+    equal segments (offset 0.5: their middles). Sorted; fewer frames than T repeat evenly (N = 5, T = 8 gives
+    0 0 1 2 2 3 4 4)."""
     n = max(num_available, 1)
     return [min(int((j + offset) * n / num_frames), n - 1) for j in range(num_frames)]
 
@@ -37,7 +38,8 @@ def clip_indices(num_available: int, num_frames: int, clips: int) -> list[list[i
 
 
 def decode_frames(path: str | os.PathLike, indices: Sequence[int], size: int, threads: int = 1) -> np.ndarray:
-    """The frames at ``indices`` (any order, repeats allowed) of a video, (len(indices), size, size, 3) uint8 RGB.
+    """The frames at ``indices`` (any order, repeats allowed) of a video, (len(indices), size, size, 3) uint8 RGB:
+    the whole picture resized, aspect ratio not kept, so that videos of any resolution batch together.
 
     Decodes in order, converts and resizes (area averaging, one reused scaler) only the wanted frames, and stops
     after the last one. A video that ends early (a container's frame count can be off by a few) or breaks off gives

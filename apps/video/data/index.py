@@ -115,6 +115,6 @@ def index_videos(paths: Sequence[Path], cache_file: Path, workers: int = 8) -> d
 
 
 def index_file(cache_dir: str, root: Path) -> Path:
-    """The index cache of the videos under ``root``."""
+    """The index cache of the videos under ``root``: ``<cache_dir>/video/index-<hash of the folder>.json``."""
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
     return Path(cache_dir).expanduser() / "video" / f"index-{digest}.json"

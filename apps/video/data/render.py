@@ -25,7 +25,7 @@ GENERATED_CLASSES = ("move_left", "move_right", "move_up", "move_down", "rotate_
 #: bump when the rendering changes, so that cached generated sets are rendered anew
 GENERATOR_VERSION = 2
 #: the generated files: H.264 (libx264, in PyAV's wheel) in MP4 at CRF 10, near lossless, with full-resolution colour
-#: (4:4:4): 4:2:0 would halve the colour resolution of shapes only a few pixels wide and shift their colours by ~12/255
+#: (4:4:4): 4:2:0 would halve the colour resolution of shapes only a few pixels wide
 CODEC, PIXEL_FORMAT, CODEC_OPTIONS, FPS = "libx264", "yuv444p", {"crf": "10", "preset": "veryfast"}, 25
 
 
@@ -163,9 +163,8 @@ def generate_clips(folder: Path, sizes: Sequence[int], num_frames: int, frame_si
     numbered over all splits, classes taking turns) and ``train.txt``, ``val.txt``, ``test.txt`` listing them.
 
     Each clip's frames depend on (seed, number) alone, so ``workers`` processes render the same clips as one; their
-    files are not always the same bytes, as the H.264 encoder does not repeat itself exactly (measured: 8 to 600
-    files in 3,000 differ between two renders, by under 1 grey level per frame on average). It is written
-    into a temporary folder beside and renamed when complete, so an interrupted run leaves nothing half written and
+    files are not always the same bytes, as the H.264 encoder does not repeat itself exactly. It is written into a
+    temporary folder beside and renamed when complete, so an interrupted run leaves nothing half written and
     processes that generate at once do not mix their files."""
     if (folder / "test.txt").is_file():
         return folder
