@@ -360,6 +360,19 @@ def test_hmdb51_split_files(tmp_path):
         broken.setup("fit")
 
 
+def test_hmdb51_class_names_before_setup_are_the_ids_of_the_labels(tmp_path):
+    """Class names whose split files sort otherwise than the names: climb_stairs_test_split1.txt < climb_test_..."""
+    splits = tmp_path / "hmdb51" / "testTrainMulti_7030_splits"
+    splits.mkdir(parents=True)
+    for cls in ("climb", "climb_stairs"):
+        (splits / f"{cls}_test_split1.txt").write_text(f"a_{cls}_1.avi 1\nb_{cls}_1.avi 2\n")
+    data = module(tmp_path, dataset="hmdb51", path=str(splits.parent))
+    before = data.class_names
+    classes, listed = data.read_listing()
+    assert before == classes
+    assert all(classes[v.label] == v.name.split("/")[0] for split in listed.values() for v in split)
+
+
 # ---------------------------------------------------------------------------------------- bad input, mixes
 
 

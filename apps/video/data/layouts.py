@@ -95,9 +95,8 @@ def find_split_dir(split_path: str | None, root: Path, name: str, marker: str) -
                             f"--data.split_path (the folder {name} of the official splits)")
 
 
-def read_ucf101(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict[str, list[Video]]]:
-    """Class names (classInd.txt order) and the train and test videos of UCF101 fold ``fold``, from
-    ``trainlist0N.txt`` (``Class/v_Class_gXX_cYY.avi <class number>``) and ``testlist0N.txt`` (the path alone)."""
+def ucf101_classes(split_dir: Path) -> list[str]:
+    """UCF101's class names by id, from classInd.txt (``<number> <class>`` lines numbered from 1)."""
     index_path = split_dir / "classInd.txt"
     classes = []
     for number, fields in split_lines(index_path):
@@ -105,6 +104,14 @@ def read_ucf101(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict
             raise ValueError(f"{index_path}:{number}: expected '<number> <class>' numbered from 1 in order, got "
                              f"{' '.join(fields)!r}")
         classes.append(fields[1])
+    return classes
+
+
+def read_ucf101(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict[str, list[Video]]]:
+    """Class names (classInd.txt order) and the train and test videos of UCF101 fold ``fold``, from
+    ``trainlist0N.txt`` (``Class/v_Class_gXX_cYY.avi <class number>``) and ``testlist0N.txt`` (the path alone)."""
+    index_path = split_dir / "classInd.txt"
+    classes = ucf101_classes(split_dir)
     by_name = {c.lower(): i for i, c in enumerate(classes)}
     resolve = _Resolver(root)
     splits = {}
@@ -121,17 +128,23 @@ def read_ucf101(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict
     return classes, splits
 
 
-def read_hmdb51(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict[str, list[Video]]]:
-    """Class names (sorted) and the train and test videos of HMDB51 fold ``fold``, from
-    ``<class>_test_split<fold>.txt`` files of ``<video>.avi <1|2|0>`` lines (1 train, 2 test, 0 unused)."""
+def hmdb51_split_files(split_dir: Path, fold: int) -> dict[str, Path]:
+    """HMDB51's class names by id, each with its split file of fold ``fold`` (``<class>_test_split<fold>.txt``), in
+    the order of the files' names (climb_stairs before climb)."""
     suffix = f"_test_split{fold}.txt"
     files = sorted(split_dir.glob(f"*{suffix}"))
     if not files:
         raise FileNotFoundError(f"{split_dir} has no <class>{suffix} files (HMDB51 folds are 1 to 3)")
-    classes = [f.name[: -len(suffix)] for f in files]
+    return {f.name[: -len(suffix)]: f for f in files}
+
+
+def read_hmdb51(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict[str, list[Video]]]:
+    """Class names (see hmdb51_split_files) and the train and test videos of HMDB51 fold ``fold``, from
+    ``<class>_test_split<fold>.txt`` files of ``<video>.avi <1|2|0>`` lines (1 train, 2 test, 0 unused)."""
+    files = hmdb51_split_files(split_dir, fold)
     resolve = _Resolver(root)
     splits: dict[str, list[Video]] = {"train": [], "test": []}
-    for label, (cls, path) in enumerate(zip(classes, files, strict=True)):
+    for label, (cls, path) in enumerate(files.items()):
         for number, fields in split_lines(path):
             if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
                 raise ValueError(f"{path}:{number}: expected '<video>.avi <1|2|0>' (1 train, 2 test, 0 unused), got "
@@ -141,7 +154,7 @@ def read_hmdb51(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict
             name = f"{cls}/{fields[0]}"
             listed = Video(resolve(name), name, label, video_group(name, "hmdb51"))
             splits["train" if fields[1] == "1" else "test"].append(listed)
-    return classes, splits
+    return list(files), splits
 
 
 def read_folder(root: Path, split_dir: Path | None) -> tuple[list[str], dict[str, list[Video]]]:

@@ -19,12 +19,13 @@ from apps.video.data.layouts import (
     Video,
     class_folders,
     find_split_dir,
+    hmdb51_split_files,
     predict_list,
     read_folder,
     read_hmdb51,
     read_ucf101,
     split_by_group,
-    split_lines,
+    ucf101_classes,
 )
 from apps.video.data.render import GENERATED_CLASSES, generate_clips, generated_folder
 
@@ -145,17 +146,25 @@ class VideoDataModule(SplitLoaders):
         hp = self.hparams
         if hp.dataset == "generated":
             return sorted(GENERATED_CLASSES)  # the folder reader sorts the class folders
-        root = self.root
         if hp.dataset == "ucf101":
-            split_dir = find_split_dir(hp.split_path, root, UCF101_SPLIT_DIR, "classInd.txt")
-            return [fields[1] for _, fields in split_lines(split_dir / "classInd.txt")]
+            return ucf101_classes(self._split_dir())
         if hp.dataset == "hmdb51":
-            suffix = f"_test_split{hp.fold}.txt"
-            split_dir = find_split_dir(hp.split_path, root, HMDB51_SPLIT_DIR, f"*{suffix}")
-            return sorted(f.name[: -len(suffix)] for f in split_dir.glob(f"*{suffix}"))
-        return class_folders(root)
+            return list(hmdb51_split_files(self._split_dir(), hp.fold))
+        return class_folders(self.root)
 
     # ------------------------------------------------------------------ reading
+
+    def _split_dir(self) -> Path | None:
+        """The folder of the split files (for ucf101 and hmdb51, found in or beside the data), or None: a random
+        split."""
+        hp = self.hparams
+        if hp.dataset == "ucf101":
+            return find_split_dir(hp.split_path, self.root, UCF101_SPLIT_DIR, "classInd.txt")
+        if hp.dataset == "hmdb51":
+            return find_split_dir(hp.split_path, self.root, HMDB51_SPLIT_DIR, f"*_test_split{hp.fold}.txt")
+        if hp.dataset == "generated":
+            return self.root
+        return Path(hp.split_path).expanduser() if hp.split_path else None
 
     def read_listing(self) -> tuple[list[str], dict[str, list[Video]]]:
         """Class names and the listed videos of train, val and test (no video opened yet)."""
@@ -164,14 +173,11 @@ class VideoDataModule(SplitLoaders):
         if not root.is_dir():
             raise FileNotFoundError(f"video folder {root} (--data.path) does not exist")
         if hp.dataset == "ucf101":
-            classes, splits = read_ucf101(root, find_split_dir(hp.split_path, root, UCF101_SPLIT_DIR,
-                                                               "classInd.txt"), hp.fold)
+            classes, splits = read_ucf101(root, self._split_dir(), hp.fold)
         elif hp.dataset == "hmdb51":
-            split_dir = find_split_dir(hp.split_path, root, HMDB51_SPLIT_DIR, f"*_test_split{hp.fold}.txt")
-            classes, splits = read_hmdb51(root, split_dir, hp.fold)
+            classes, splits = read_hmdb51(root, self._split_dir(), hp.fold)
         else:
-            split_dir = root if hp.dataset == "generated" else hp.split_path and Path(hp.split_path).expanduser()
-            classes, splits = read_folder(root, split_dir or None)
+            classes, splits = read_folder(root, self._split_dir())
         if "all" in splits:
             splits = split_by_group(splits["all"], {"val": hp.val_fraction, "test": hp.test_fraction}, hp.seed)
         elif "val" not in splits:
