@@ -74,9 +74,8 @@ def index_videos(paths: Sequence[Path], cache_file: Path, workers: int = 8) -> d
 
     Entries are cached in ``cache_file`` (JSON) under the path with the file's size and mtime; only files that are
     new or changed since are probed, with a progress bar: in a pool of ``workers`` forked processes (at most one
-    per core) when there are at least POOL_THRESHOLD (pool.py) of them, else in this process (probing is mostly
-    Python and FFmpeg work under the GIL, so threads would not help). Missing files are reported as such and never
-    cached."""
+    per core) when there are enough of them (see in_processes), else in this process (probing is mostly Python and
+    FFmpeg work under the GIL, so threads would not help). Missing files are reported as such and never cached."""
     cached: dict[str, dict] = {}
     if cache_file.is_file():
         try:

@@ -165,7 +165,7 @@ def read_folder(root: Path, split_dir: Path | None) -> tuple[list[str], dict[str
     by_name = {c: i for i, c in enumerate(classes)}
     if split_dir is None:
         return classes, {"all": [Video(p, p.relative_to(root).as_posix(), by_name[p.relative_to(root).parts[0]],
-                                        video_group(p.relative_to(root).as_posix()))
+                                       video_group(p.relative_to(root).as_posix()))
                                  for c in classes for p in video_files(root / c)]}
     resolve = _Resolver(root)
     splits = {}
@@ -207,7 +207,6 @@ def split_by_group(videos: Sequence[Video], fractions: dict[str, float], seed: i
     for name in splits:
         splits[name].sort(key=lambda v: v.name)
     return splits
-
 
 
 def predict_list(path: Path) -> list[Video]:
