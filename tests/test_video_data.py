@@ -13,11 +13,13 @@ import yaml
 from PIL import Image
 
 import apps.video.data as video_data
+import apps.video.data.index as video_index
+import apps.video.data.pool as video_pool
 from apps.video.data import (
     GENERATED_CLASSES,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    Listed,
+    Video,
     VideoDataModule,
     clip_indices,
     clip_state,
@@ -311,9 +313,9 @@ def test_folder_split_by_group_on_real_files(ucf_root, tmp_path):
 
 
 def test_split_by_group_never_shares_a_group():
-    videos = [Listed(None, f"c{c}/v_c{c}_g{g:02d}_c{k:02d}.avi", c, video_group(f"c{c}/v_c{c}_g{g:02d}_c{k:02d}.avi"))
+    videos = [Video(None, f"c{c}/v_c{c}_g{g:02d}_c{k:02d}.avi", c, video_group(f"c{c}/v_c{c}_g{g:02d}_c{k:02d}.avi"))
               for c in range(3) for g in range(1, 11) for k in range(1, 1 + g % 4 + 1)]
-    videos += [Listed(None, f"c0/plain_{i}.mp4", 0, video_group(f"c0/plain_{i}.mp4")) for i in range(5)]
+    videos += [Video(None, f"c0/plain_{i}.mp4", 0, video_group(f"c0/plain_{i}.mp4")) for i in range(5)]
     splits = split_by_group(videos, {"val": 0.2, "test": 0.3}, seed=3)
     assert sum(len(s) for s in splits.values()) == len(videos)
     owner = {}
@@ -356,6 +358,19 @@ def test_hmdb51_split_files(tmp_path):
     broken = module(tmp_path, dataset="hmdb51", path=str(root))
     with pytest.raises(ValueError, match=r"wave_test_split1.txt:1: expected"):
         broken.setup("fit")
+
+
+def test_hmdb51_class_names_before_setup_are_the_ids_of_the_labels(tmp_path):
+    """Class names whose split files sort otherwise than the names: climb_stairs_test_split1.txt < climb_test_..."""
+    splits = tmp_path / "hmdb51" / "testTrainMulti_7030_splits"
+    splits.mkdir(parents=True)
+    for cls in ("climb", "climb_stairs"):
+        (splits / f"{cls}_test_split1.txt").write_text(f"a_{cls}_1.avi 1\nb_{cls}_1.avi 2\n")
+    data = module(tmp_path, dataset="hmdb51", path=str(splits.parent))
+    before = data.class_names
+    classes, listed = data.read_listing()
+    assert before == classes
+    assert all(classes[v.label] == v.name.split("/")[0] for split in listed.values() for v in split)
 
 
 # ---------------------------------------------------------------------------------------- bad input, mixes
@@ -410,14 +425,14 @@ def test_index_cache_makes_a_second_setup_probe_nothing(ucf_root, tmp_path, monk
     def refuse(path):
         raise AssertionError(f"probed {path} again")
 
-    monkeypatch.setattr(video_data, "probe_video", refuse)
+    monkeypatch.setattr(video_index, "probe_video", refuse)
     second = module(tmp_path, dataset="ucf101", path=str(ucf_root))
     second.setup("fit")
     second.setup("test")
     assert [names(second, s) for s in ("train", "val", "test")] == [names(first, s) for s in ("train", "val", "test")]
     # a changed file is probed again, and only it
     probed = []
-    monkeypatch.setattr(video_data, "probe_video", lambda path: probed.append(Path(path).name) or VideoInfo())
+    monkeypatch.setattr(video_index, "probe_video", lambda path: probed.append(Path(path).name) or VideoInfo())
     VideoInfo = lambda: video_data.VideoInfo(7, 25.0, 32, 32)  # noqa: E731
     changed = ucf_root / "ApplyLipstick" / "v_ApplyLipstick_g02_c01.avi"
     changed.touch()
@@ -429,8 +444,8 @@ def test_index_cache_makes_a_second_setup_probe_nothing(ucf_root, tmp_path, monk
 def test_index_in_a_process_pool_matches_the_one_in_process(ucf_root, tmp_path, monkeypatch):
     files = video_data.video_files(ucf_root)
     alone = video_data.index_videos(files, tmp_path / "alone.json", workers=1)
-    monkeypatch.setattr(video_data, "POOL_THRESHOLD", 2)
-    monkeypatch.setattr(video_data.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(video_pool, "POOL_THRESHOLD", 2)
+    monkeypatch.setattr(video_pool.os, "cpu_count", lambda: 2)
     pooled = video_data.index_videos([*files, tmp_path / "gone.avi"], tmp_path / "pooled.json", workers=2)
     assert pooled == {**alone, str(tmp_path / "gone.avi"): "file not found"}
     assert all(info.frames == 8 and info.width == 32 for info in alone.values())

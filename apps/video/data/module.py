@@ -1,0 +1,265 @@
+"""The LightningDataModule of the video app: its options are the command line's ``--data.*``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from apps.common.data import SplitLoaders
+from apps.video.data.dataset import VideoClips, collate
+from apps.video.data.index import VideoInfo, index_file, index_videos
+from apps.video.data.layouts import (
+    HMDB51_SPLIT_DIR,
+    SPLITS,
+    UCF101_SPLIT_DIR,
+    Video,
+    class_folders,
+    find_split_dir,
+    hmdb51_split_files,
+    predict_list,
+    read_folder,
+    read_hmdb51,
+    read_ucf101,
+    split_by_group,
+    ucf101_classes,
+)
+from apps.video.data.render import GENERATED_CLASSES, generate_clips, generated_folder
+
+DATASETS = ("generated", "ucf101", "hmdb51", "folder")
+CLASS_NAMES_KEY = "class_names"  # where checkpoints keep the class names (the model writes them)
+#: how many bad videos a warning or an error names
+SHOWN = 5
+
+
+class VideoDataModule(SplitLoaders):
+    """Video clips for classification; ``class_names`` and ``num_classes`` tell the model what the ids mean."""
+
+    collate = staticmethod(collate)
+
+    def __init__(
+        self,
+        dataset: str = "generated",
+        path: str | None = None,
+        split_path: str | None = None,
+        fold: int = 1,
+        num_frames: int = 16,
+        frame_size: int = 64,
+        test_clips: int = 1,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        on_bad_video: str = "skip",
+        generated_sizes: tuple[int, int, int] = (1600, 200, 400),
+        cache_dir: str = "~/.cache/rnn-apps",
+        batch_size: int = 16,
+        num_workers: int = 0,
+        decode_threads: int = 1,
+        index_workers: int = 8,
+        predict_path: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            dataset: "generated" (rendered motion clips, offline), "ucf101", "hmdb51" or "folder" (class-per-folder).
+            path: the data folder: <path>/<class>/<video> (ucf101, hmdb51, folder).
+            split_path: ucf101: folder of classInd.txt, trainlist0N.txt, testlist0N.txt (None: ucfTrainTestlist in
+                or beside path); hmdb51: folder of <class>_test_splitN.txt (None: testTrainMulti_7030_splits in or
+                beside path); folder: folder of train.txt, test.txt and optional val.txt listing <class>/<video>
+                paths (None: a random split by video group).
+            fold: the official split to use, 1 to 3 (ucf101, hmdb51).
+            num_frames: frames T per clip (and per generated video).
+            frame_size: every frame is resized to frame_size x frame_size (and generated at that size).
+            test_clips: clips K per video in test and predict, at evenly spaced offsets; the model averages them.
+            val_fraction: share of each class's training groups held out for validation (ucf101, hmdb51, folder
+                without val.txt).
+            test_fraction: share of each class's groups held out for testing (folder without split files).
+            on_bad_video: "skip" unreadable, missing or zero-frame videos (counted and named in a warning) or
+                "error".
+            generated_sizes: train, validation and test clips of the generated set.
+            cache_dir: where the generated set and the video index are kept.
+            batch_size: videos per batch (per process).
+            num_workers: DataLoader worker processes (decoding runs in them).
+            decode_threads: decoder threads per video: 1 (none; best when workers use every core), 0 (FFmpeg's
+                choice) or more (can help large frames with few workers).
+            index_workers: processes rendering the generated set and probing videos while the index is built
+                (at most one per core).
+            predict_path: a folder of videos (searched recursively) or a text file listing video paths, for predict.
+            seed: seed of the generated clips and of random splits.
+        """
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
+        if dataset != "generated" and not path:
+            raise ValueError(f"dataset {dataset!r} needs --data.path: the folder of <class>/<video> files")
+        if on_bad_video not in ("skip", "error"):
+            raise ValueError(f"on_bad_video must be 'skip' or 'error', got {on_bad_video!r}")
+        if dataset in ("ucf101", "hmdb51") and fold not in (1, 2, 3):
+            raise ValueError(f"fold must be 1, 2 or 3 (the official splits of {dataset}), got {fold}")
+        if num_frames < 1 or frame_size < 1 or test_clips < 1:
+            raise ValueError(f"num_frames, frame_size and test_clips must be positive, got {num_frames}, {frame_size}, "
+                             f"{test_clips}")
+        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise ValueError(f"val_fraction and test_fraction must be in [0, 1) with a sum below 1, got "
+                             f"{val_fraction} and {test_fraction}")
+        self.save_hyperparameters()
+        self.splits: dict[str, VideoClips] = {}
+        self._class_names: list[str] | None = None
+        self._videos: dict[str, list[Video]] | None = None
+        #: the checkpoint the command restores (set by the launcher); its class names, when it has them, win
+        self.checkpoint_path: str | None = None
+
+    # ------------------------------------------------------------------ classes
+
+    @property
+    def root(self) -> Path:
+        """The folder the videos are read from (for "generated", the rendered set in the cache)."""
+        hp = self.hparams
+        if hp.dataset == "generated":
+            return generated_folder(hp.cache_dir, hp.generated_sizes, hp.num_frames, hp.frame_size, hp.seed)
+        return Path(hp.path).expanduser()
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names by id: those the restored checkpoint (``checkpoint_path``) stores under CLASS_NAMES_KEY (top
+        level or in its hyper_parameters), else the data set's, read from the split files or the class folders (no
+        video is opened, so this is cheap before setup too). Setup for fit, validate and test checks that a
+        restored checkpoint's names are the data's."""
+        if self._class_names is None:
+            self._class_names = self._checkpoint_class_names() or self._read_class_names()
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _checkpoint_class_names(self) -> list[str] | None:
+        if not self.checkpoint_path:
+            return None
+        checkpoint = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        names = checkpoint.get(CLASS_NAMES_KEY) or checkpoint.get("hyper_parameters", {}).get(CLASS_NAMES_KEY)
+        return list(names) if names else None
+
+    def _read_class_names(self) -> list[str]:
+        hp = self.hparams
+        if hp.dataset == "generated":
+            return sorted(GENERATED_CLASSES)  # the folder reader sorts the class folders
+        if hp.dataset == "ucf101":
+            return ucf101_classes(self._split_dir())
+        if hp.dataset == "hmdb51":
+            return list(hmdb51_split_files(self._split_dir(), hp.fold))
+        return class_folders(self.root)
+
+    # ------------------------------------------------------------------ reading
+
+    def _split_dir(self) -> Path | None:
+        """The folder of the split files (for ucf101 and hmdb51, found in or beside the data), or None: a random
+        split."""
+        hp = self.hparams
+        if hp.dataset == "ucf101":
+            return find_split_dir(hp.split_path, self.root, UCF101_SPLIT_DIR, "classInd.txt")
+        if hp.dataset == "hmdb51":
+            return find_split_dir(hp.split_path, self.root, HMDB51_SPLIT_DIR, f"*_test_split{hp.fold}.txt")
+        if hp.dataset == "generated":
+            return self.root
+        return Path(hp.split_path).expanduser() if hp.split_path else None
+
+    def read_listing(self) -> tuple[list[str], dict[str, list[Video]]]:
+        """Class names and the listed videos of train, val and test (no video opened yet)."""
+        hp = self.hparams
+        root = self.root
+        if not root.is_dir():
+            raise FileNotFoundError(f"video folder {root} (--data.path) does not exist")
+        if hp.dataset == "ucf101":
+            classes, splits = read_ucf101(root, self._split_dir(), hp.fold)
+        elif hp.dataset == "hmdb51":
+            classes, splits = read_hmdb51(root, self._split_dir(), hp.fold)
+        else:
+            classes, splits = read_folder(root, self._split_dir())
+        if "all" in splits:
+            splits = split_by_group(splits["all"], {"val": hp.val_fraction, "test": hp.test_fraction}, hp.seed)
+        elif "val" not in splits:
+            carved = split_by_group(splits["train"], {"val": hp.val_fraction}, hp.seed)
+            splits = {"train": carved["train"], "val": carved["val"], "test": splits["test"]}
+        return classes, {name: splits[name] for name in SPLITS}
+
+    def readable(self, listed: dict[str, Sequence[Video]], cache_root: Path, what: str) -> dict[str, list[Video]]:
+        """The videos of each split that the index can read, in order. The others (missing, unreadable, no frames)
+        are left out with one warning that counts them and names the first few, or are an error naming the first
+        (``on_bad_video``). One index pass covers every split."""
+        paths = [v.path for split in listed.values() for v in split if v.path is not None]
+        index = index_videos(paths, index_file(self.hparams.cache_dir, cache_root), self.hparams.index_workers)
+        videos: dict[str, list[Video]] = {name: [] for name in listed}
+        bad: list[tuple[Video, str]] = []
+        for name, split in listed.items():
+            for v in split:
+                info = "file not found" if v.path is None else index[str(v.path)]
+                if isinstance(info, VideoInfo) and info.frames <= 0:
+                    info = "no frames"
+                if isinstance(info, str):
+                    bad.append((v, info))
+                else:
+                    videos[name].append(dataclasses.replace(v, frames=info.frames))
+        if bad and self.hparams.on_bad_video == "error":
+            v, reason = bad[0]
+            raise ValueError(f"{v.path or cache_root / v.name}: cannot be read as a video ({reason}); {len(bad)} "
+                             f"such in {what} (pass --data.on_bad_video skip to leave them out)")
+        if bad:
+            shown = ", ".join(f"{v.name} ({reason})" for v, reason in bad[:SHOWN])
+            total = sum(len(split) for split in listed.values())
+            rank_zero_warn(f"{what}: skipped {len(bad)} of {total} videos that are missing, unreadable or have no "
+                           f"frames: {shown}{', ...' if len(bad) > SHOWN else ''}")
+        return videos
+
+    def _prepare(self) -> dict[str, list[Video]]:
+        """Renders the generated set if it is missing, then reads the splits and the index (probing only videos
+        that are new or changed)."""
+        if self._videos is None:
+            hp = self.hparams
+            if hp.dataset == "generated":
+                generate_clips(self.root, hp.generated_sizes, hp.num_frames, hp.frame_size, hp.seed,
+                               hp.index_workers)
+            classes, listed = self.read_listing()
+            stored = self._checkpoint_class_names()
+            if stored is not None and stored != classes:
+                raise ValueError(f"the checkpoint {self.checkpoint_path} knows {len(stored)} classes ({stored[:4]} "
+                                 f"...), the data {len(classes)} ({classes[:4]} ...); its class ids would mean other "
+                                 "classes")
+            self._class_names = classes
+            self._videos = self.readable(listed, self.root, f"{hp.dataset} data in {self.root}")
+        return self._videos
+
+    def prepare_data(self) -> None:
+        """On one process per node: render the generated set and build the index, so that setup finds both."""
+        self._prepare()
+
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        if stage == "predict":
+            if not hp.predict_path:
+                raise ValueError("predict needs --data.predict_path: a folder of videos or a text file listing them")
+            where = Path(hp.predict_path).expanduser()
+            listed = predict_list(where)
+            videos = self.readable({"predict": listed}, where if where.is_dir() else where.parent,
+                                   f"predict data in {where}")["predict"]
+            self.splits["predict"] = VideoClips(videos, hp.num_frames, hp.frame_size, "uniform", hp.test_clips,
+                                                hp.decode_threads)
+            rank_zero_info(f"video data: predicting {len(videos)} videos from {where}")
+            return
+        if self.splits.keys() >= set(SPLITS):
+            return
+        videos = self._prepare()
+        for name in SPLITS:
+            sampling = "segments" if name == "train" else "uniform"
+            clips = hp.test_clips if name == "test" else 1
+            self.splits[name] = VideoClips(videos[name], hp.num_frames, hp.frame_size, sampling, clips,
+                                           hp.decode_threads)
+        where = f"fold {hp.fold}" if hp.dataset in ("ucf101", "hmdb51") else str(self.root)
+        rank_zero_info(
+            f"video data: {hp.dataset} ({where}), {self.num_classes} classes, "
+            f"{', '.join(f'{s} {len(d)}' for s, d in self.splits.items())} videos; {hp.num_frames} frames of "
+            f"{hp.frame_size}x{hp.frame_size}, {hp.test_clips} test clip(s)"
+        )
+
