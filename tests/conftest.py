@@ -32,11 +32,12 @@ def ett_csv(tmp_path) -> Path:
     return write_series_csv(tmp_path / "ETTh1.csv", 14400 + 50, ETT_COLUMNS)
 
 
-def run_app(args: list[str], cwd: Path, env: dict | None = None, check: bool = True,
-            timeout: int = 300, app: str = "forecasting", stdin: str | None = None) -> subprocess.CompletedProcess:
-    """``python -m apps.<app> *args`` in ``cwd``, reading ``stdin`` (or nothing); on failure (when ``check``) the
-    output is in the error."""
-    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+def run_app(args: list[str], cwd: Path, env: dict | None = None, check: bool = True, timeout: int = 300,
+            app: str = "forecasting", stdin: str | None = None,
+            python_path: list[Path] = ()) -> subprocess.CompletedProcess:
+    """``python -m apps.<app> *args`` in ``cwd``, reading ``stdin`` (or nothing), with the project and
+    ``python_path`` importable; on failure (when ``check``) the output is in the error."""
+    paths = [str(ROOT), *map(str, python_path), *filter(None, [os.environ.get("PYTHONPATH")])]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **(env or {})}
     done = subprocess.run([sys.executable, "-m", f"apps.{app}", *args], cwd=cwd, env=environment,
                           capture_output=True, text=True, timeout=timeout, input=stdin or "")

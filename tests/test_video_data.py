@@ -31,24 +31,11 @@ from apps.video.data import (
     split_by_group,
     uniform_indices,
     video_group,
-    write_video,
 )
 from tests.conftest import ROOT
+from tests.video_files import write_clip
 
 torch.set_num_threads(1)
-
-
-def write_clip(path: Path, frames: int = 8, width: int = 32, height: int = 32, fps: int = 25, seed: int = 0,
-               label: str = "move_right") -> Path:
-    """A tiny rendered video; AVI files get MPEG-4 part 2 (like UCF101's and HMDB51's XviD), others H.264."""
-    rng = np.random.default_rng(seed)
-    pixels = render_clip(clip_state(label, rng, frames, width, height), width, height, rng)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".avi":
-        write_video(path, pixels, fps=fps, codec="mpeg4", pixel_format="yuv420p", options={"qscale": "3"})
-    else:
-        write_video(path, pixels, fps=fps)
-    return path
 
 
 def module(tmp_path: Path, **options) -> VideoDataModule:
@@ -463,7 +450,7 @@ def test_folder_split_files_and_checkpoint_classes(ucf_root, tmp_path):
     assert sorted(names(data, "train") + names(data, "val")) == sorted(every[2:6] + every[8:])
     assert len(data.splits["val"]) == 4  # no val.txt: one of the two training groups of each class
     checkpoint = tmp_path / "model.ckpt"
-    torch.save({video_data.CLASS_NAMES_KEY: ["HandstandPushups", "ApplyLipstick"]}, checkpoint)
+    torch.save({"artefacts": {"class_names": ["HandstandPushups", "ApplyLipstick"]}}, checkpoint)
     other = module(tmp_path, dataset="folder", path=str(ucf_root), split_path=str(lists))
     other.checkpoint_path = str(checkpoint)
     assert other.class_names == ["HandstandPushups", "ApplyLipstick"]  # what the model's ids mean

@@ -6,10 +6,9 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from apps.common.data import SplitLoaders
+from apps.common.data import AppData
 from apps.video.data.dataset import VideoClips, collate
 from apps.video.data.index import VideoInfo, index_file, index_videos
 from apps.video.data.layouts import (
@@ -30,12 +29,11 @@ from apps.video.data.layouts import (
 from apps.video.data.render import GENERATED_CLASSES, generate_clips, generated_folder
 
 DATASETS = ("generated", "ucf101", "hmdb51", "folder")
-CLASS_NAMES_KEY = "class_names"  # where checkpoints keep the class names (the model writes them)
 #: how many bad videos a warning or an error names
 SHOWN = 5
 
 
-class VideoDataModule(SplitLoaders):
+class VideoDataModule(AppData):
     """Video clips for classification; ``class_names`` and ``num_classes`` tell the model what the ids mean."""
 
     collate = staticmethod(collate)
@@ -104,12 +102,8 @@ class VideoDataModule(SplitLoaders):
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
             raise ValueError(f"val_fraction and test_fraction must be in [0, 1) with a sum below 1, got "
                              f"{val_fraction} and {test_fraction}")
-        self.save_hyperparameters()
-        self.splits: dict[str, VideoClips] = {}
         self._class_names: list[str] | None = None
         self._videos: dict[str, list[Video]] | None = None
-        #: the checkpoint the command restores (set by the launcher); its class names, when it has them, win
-        self.checkpoint_path: str | None = None
 
     # ------------------------------------------------------------------ classes
 
@@ -123,10 +117,9 @@ class VideoDataModule(SplitLoaders):
 
     @property
     def class_names(self) -> list[str]:
-        """Class names by id: those the restored checkpoint (``checkpoint_path``) stores under CLASS_NAMES_KEY (top
-        level or in its hyper_parameters), else the data set's, read from the split files or the class folders (no
-        video is opened, so this is cheap before setup too). Setup for fit, validate and test checks that a
-        restored checkpoint's names are the data's."""
+        """Class names by id: those of the restored checkpoint, else the data set's, read from the split files or the
+        class folders (no video is opened, so this is cheap before setup too). Setup for fit, validate and test
+        checks that a restored checkpoint's names are the data's."""
         if self._class_names is None:
             self._class_names = self._checkpoint_class_names() or self._read_class_names()
         return self._class_names
@@ -136,11 +129,11 @@ class VideoDataModule(SplitLoaders):
         return len(self.class_names)
 
     def _checkpoint_class_names(self) -> list[str] | None:
-        if not self.checkpoint_path:
-            return None
-        checkpoint = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        names = checkpoint.get(CLASS_NAMES_KEY) or checkpoint.get("hyper_parameters", {}).get(CLASS_NAMES_KEY)
-        return list(names) if names else None
+        saved = self.saved_artefacts()
+        return list(saved["class_names"]) if saved else None
+
+    def artefacts(self) -> dict:
+        return {"class_names": list(self.class_names)}
 
     def _read_class_names(self) -> list[str]:
         hp = self.hparams
@@ -235,31 +228,26 @@ class VideoDataModule(SplitLoaders):
         """On one process per node: render the generated set and build the index, so that setup finds both."""
         self._prepare()
 
-    def setup(self, stage: str) -> None:
+    def make_splits(self, names: tuple[str, ...]) -> dict[str, VideoClips]:
         hp = self.hparams
-        if stage == "predict":
+        if names == ("predict",):
             if not hp.predict_path:
                 raise ValueError("predict needs --data.predict_path: a folder of videos or a text file listing them")
             where = Path(hp.predict_path).expanduser()
             listed = predict_list(where)
             videos = self.readable({"predict": listed}, where if where.is_dir() else where.parent,
                                    f"predict data in {where}")["predict"]
-            self.splits["predict"] = VideoClips(videos, hp.num_frames, hp.frame_size, "uniform", hp.test_clips,
-                                                hp.decode_threads)
             rank_zero_info(f"video data: predicting {len(videos)} videos from {where}")
-            return
-        if self.splits.keys() >= set(SPLITS):
-            return
-        videos = self._prepare()
-        for name in SPLITS:
-            sampling = "segments" if name == "train" else "uniform"
-            clips = hp.test_clips if name == "test" else 1
-            self.splits[name] = VideoClips(videos[name], hp.num_frames, hp.frame_size, sampling, clips,
-                                           hp.decode_threads)
+            return {"predict": VideoClips(videos, hp.num_frames, hp.frame_size, "uniform", hp.test_clips,
+                                          hp.decode_threads)}
+        videos = self._prepare()  # one listing and index for every split: all three are set up at once
+        splits = {name: VideoClips(videos[name], hp.num_frames, hp.frame_size,
+                                   "segments" if name == "train" else "uniform",
+                                   hp.test_clips if name == "test" else 1, hp.decode_threads) for name in SPLITS}
         where = f"fold {hp.fold}" if hp.dataset in ("ucf101", "hmdb51") else str(self.root)
         rank_zero_info(
             f"video data: {hp.dataset} ({where}), {self.num_classes} classes, "
-            f"{', '.join(f'{s} {len(d)}' for s, d in self.splits.items())} videos; {hp.num_frames} frames of "
+            f"{', '.join(f'{s} {len(videos[s])}' for s in SPLITS)} videos; {hp.num_frames} frames of "
             f"{hp.frame_size}x{hp.frame_size}, {hp.test_clips} test clip(s)"
         )
-
+        return splits

@@ -1,0 +1,22 @@
+"""Tiny video files for the tests, in the formats of the real data sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from apps.video.data import clip_state, render_clip, write_video
+
+
+def write_clip(path: Path, frames: int = 8, width: int = 32, height: int = 32, fps: int = 25, seed: int = 0,
+               label: str = "move_right") -> Path:
+    """A tiny rendered video; AVI files get MPEG-4 part 2 (like UCF101's and HMDB51's XviD), others H.264."""
+    rng = np.random.default_rng(seed)
+    pixels = render_clip(clip_state(label, rng, frames, width, height), width, height, rng)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".avi":
+        write_video(path, pixels, fps=fps, codec="mpeg4", pixel_format="yuv420p", options={"qscale": "3"})
+    else:
+        write_video(path, pixels, fps=fps)
+    return path
