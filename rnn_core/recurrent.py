@@ -11,7 +11,8 @@ from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnn_core.cells import RecurrentCell, make_cell
-from rnn_core.fused import FusedRecurrence, kernel_for
+from rnn_core.fused import FusedRecurrence
+from rnn_core.kernels import kernel_for
 
 BACKENDS = ("auto", "torch", "fused", "loop")
 

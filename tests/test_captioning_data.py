@@ -18,19 +18,12 @@ from apps.captioning.data import (
     UNK,
     CaptionDataset,
     CaptioningDataModule,
-    Entry,
-    GeneratedScenes,
     Vocabulary,
-    check_images,
     collate,
-    image_files,
-    load_rgb,
-    read_coco,
-    read_karpathy,
-    scene_captions,
-    scene_things,
     transform,
 )
+from apps.captioning.files import Entry, check_images, image_files, load_rgb, read_coco, read_karpathy
+from apps.captioning.scenes import GeneratedScenes, scene_captions, scene_things
 
 
 def test_generated_scenes_are_reproducible_and_captions_name_every_shape():

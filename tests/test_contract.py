@@ -1,4 +1,4 @@
-"""The contracts every app keeps, tested once over the registry of app cases (tests/apps.py): every config fits,
+"""The contracts every app keeps, tested once over the registry of app cases (tests/app_cases.py): every config fits,
 DDP on 2 CPU processes gives the metrics of 1, a run killed mid-epoch resumes exactly, W&B offline holds the config
 and the pictures, --trainer.default_root_dir holds the whole run, --help documents the options."""
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from tests.apps import CASES, AppCase
+from tests.app_cases import CASES, AppCase
 from tests.conftest import ROOT, metrics_csv, run_app
 
 DDP = ["--config", str(ROOT / "configs/trainer/ddp.yaml"), "--trainer.accelerator=cpu", "--trainer.devices=2"]

@@ -11,7 +11,8 @@ import torch
 from apps.common.callbacks import GradientThroughTime
 from apps.common.metrics import gather_by_index
 from apps.forecasting.gradients import measure_cells
-from apps.forecasting.model import Forecaster, RevIN
+from apps.forecasting.model import Forecaster
+from apps.forecasting.revin import RevIN
 from rnn_core import Recurrent
 
 L, H, C, K = 16, 8, 3, 4

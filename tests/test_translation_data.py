@@ -9,19 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from apps.translation.data import (
-    BOS,
-    EOS,
-    PAD,
-    BucketSampler,
-    PairDataset,
-    TranslationDataModule,
-    collate,
-    english_number,
-    generated_pairs,
-    german_number,
-    train_tokenizer,
-)
+from apps.translation.data import BucketSampler, PairDataset, TranslationDataModule, collate
+from apps.translation.text import BOS, EOS, PAD, english_number, generated_pairs, german_number, train_tokenizer
 
 
 @pytest.mark.parametrize(

@@ -9,27 +9,25 @@ converted to RGB whatever their mode (grayscale, palette, RGBA over white).
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from PIL import Image, ImageDraw
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from apps.captioning.files import Entry, check_images, image_files, load_rgb, read_coco, read_karpathy
+from apps.captioning.scenes import PLACES, GeneratedScenes, scene_captions, scene_things
 from apps.common.data import AppData
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 PAD, BOS, EOS, UNK = range(4)
 DATASETS = ("generated", "karpathy", "coco")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -62,195 +60,6 @@ class Vocabulary:
 
     def decode(self, ids: Iterable[int]) -> str:
         return " ".join(self.tokens[i] for i in ids if i >= len(SPECIALS) or i == UNK)
-
-
-# ---------------------------------------------------------------------------------------------- generated scenes
-
-COLOURS = {"red": (220, 45, 45), "green": (45, 185, 70), "blue": (55, 95, 235), "yellow": (235, 215, 45),
-           "white": (240, 240, 240)}
-SHAPES = ("circle", "square", "triangle")
-SIZES = {"small": 0.26, "large": 0.44}  # radius as a share of a grid cell
-#: the 3 x 3 places of a scene and how captions name them
-PLACES = {(0, 0): "at the top left", (0, 1): "at the top", (0, 2): "at the top right",
-          (1, 0): "on the left", (1, 1): "in the middle", (1, 2): "on the right",
-          (2, 0): "at the bottom left", (2, 1): "at the bottom", (2, 2): "at the bottom right"}
-
-
-@dataclass(frozen=True)
-class Thing:
-    """One shape of a generated scene."""
-
-    shape: str
-    colour: str
-    size: str
-    place: tuple[int, int]
-
-
-def scene_things(rng: random.Random, max_objects: int) -> list[Thing]:
-    """One to ``max_objects`` shapes in distinct places, in reading order (rows top to bottom, left to right)."""
-    places = sorted(rng.sample(sorted(PLACES), rng.randint(1, max_objects)))
-    return [Thing(rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(SIZES)), p) for p in places]
-
-
-def scene_captions(things: list[Thing]) -> list[str]:
-    """Four references from a small grammar: the shapes in reading order, described two ways, with and without an
-    opening phrase."""
-    direct = [f"a {t.size} {t.colour} {t.shape} {PLACES[t.place]}" for t in things]
-    placed_first = [f"{PLACES[t.place]} a {t.size} {t.colour} {t.shape}" for t in things]
-    plain = " and ".join(direct)
-    return [plain, f"there is {plain}", f"a picture of {plain}", " and ".join(placed_first)]
-
-
-def render_scene(things: list[Thing], size: int, rng: random.Random) -> Image.Image:
-    """The shapes on a dark background, each jittered a little inside its grid cell."""
-    image = Image.new("RGB", (size, size), (28, 28, 32))
-    draw = ImageDraw.Draw(image)
-    cell = size / 3
-    for t in things:
-        r = SIZES[t.size] * cell
-        slack = max(cell / 2 - r - 1, 0)
-        cx = (t.place[1] + 0.5) * cell + rng.uniform(-slack, slack)
-        cy = (t.place[0] + 0.5) * cell + rng.uniform(-slack, slack)
-        colour = COLOURS[t.colour]
-        if t.shape == "circle":
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
-        elif t.shape == "square":
-            s = r * 0.88  # about the circle's area
-            draw.rectangle((cx - s, cy - s, cx + s, cy + s), fill=colour)
-        else:
-            draw.polygon([(cx, cy - r), (cx - r * 1.05, cy + r * 0.8), (cx + r * 1.05, cy + r * 0.8)], fill=colour)
-    return image
-
-
-class GeneratedScenes(Dataset):
-    """``count`` scenes, scene i drawn from (seed, i) alone, so any worker or process renders the same image."""
-
-    def __init__(self, count: int, seed: int, image_size: int, max_objects: int) -> None:
-        self.count, self.seed, self.image_size, self.max_objects = count, seed, image_size, max_objects
-
-    def __len__(self) -> int:
-        return self.count
-
-    def scene(self, i: int) -> tuple[Image.Image, list[str]]:
-        rng = random.Random(self.seed * 1_000_003 + i)
-        things = scene_things(rng, self.max_objects)
-        return render_scene(things, self.image_size, rng), scene_captions(things)
-
-
-# ---------------------------------------------------------------------------------------------- files on disk
-
-
-@dataclass
-class Entry:
-    """An image file and its reference captions (none when predicting)."""
-
-    path: Path
-    captions: list[str]
-
-
-def _require(mapping: dict, key: str, where: str):
-    if not isinstance(mapping, dict) or key not in mapping:
-        found = sorted(mapping) if isinstance(mapping, dict) else type(mapping).__name__
-        raise ValueError(f"{where}: missing key {key!r} (found {found})")
-    return mapping[key]
-
-
-def _load_json(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file {path} does not exist")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
-
-
-def read_karpathy(annotations: Path, images: Path) -> dict[str, list[Entry]]:
-    """Karpathy's split JSON (dataset_flickr8k.json, dataset_flickr30k.json, dataset_coco.json): ``images`` with
-    ``filename``, optional ``filepath`` (COCO's train2014/val2014), ``split`` (train, restval, val or test;
-    restval joins train) and ``sentences`` with ``raw`` (or ``tokens``)."""
-    data = _load_json(annotations)
-    splits: dict[str, list[Entry]] = {"train": [], "val": [], "test": []}
-    for k, item in enumerate(_require(data, "images", str(annotations))):
-        where = f"{annotations}: images[{k}]"
-        split = _require(item, "split", where)
-        if split not in ("train", "restval", "val", "test"):
-            raise ValueError(f"{where}: split {split!r}; expected train, restval, val or test")
-        captions = []
-        for j, sentence in enumerate(_require(item, "sentences", where)):
-            if isinstance(sentence, dict) and "raw" not in sentence and "tokens" in sentence:
-                captions.append(" ".join(sentence["tokens"]))
-            else:
-                captions.append(_require(sentence, "raw", f"{where}.sentences[{j}]"))
-        path = images / item.get("filepath", "") / _require(item, "filename", where)
-        splits["train" if split == "restval" else split].append(Entry(path, captions))
-    return splits
-
-
-def read_coco(annotations: Path, images: Path) -> list[Entry]:
-    """A COCO captions JSON (captions_train2014.json, ...): ``images`` with ``id`` and ``file_name``, and
-    ``annotations`` with ``image_id`` and ``caption``; images in id order."""
-    data = _load_json(annotations)
-    files = {}
-    for k, item in enumerate(_require(data, "images", str(annotations))):
-        where = f"{annotations}: images[{k}]"
-        files[_require(item, "id", where)] = _require(item, "file_name", where)
-    captions: dict[int, list[str]] = {i: [] for i in files}
-    for k, note in enumerate(_require(data, "annotations", str(annotations))):
-        where = f"{annotations}: annotations[{k}]"
-        image_id = _require(note, "image_id", where)
-        if image_id not in captions:
-            raise ValueError(f"{where}: image_id {image_id} is not among the file's images")
-        captions[image_id].append(_require(note, "caption", where))
-    return [Entry(images / files[i], captions[i]) for i in sorted(files)]
-
-
-def image_files(location: Path) -> list[Path]:
-    """The images to caption: every image file under a folder (sorted), or the paths listed in a text file (one per
-    line, relative to the list's folder)."""
-    if location.is_dir():
-        return sorted(p for p in location.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if location.is_file():
-        lines = [line.strip() for line in location.read_text().splitlines()]
-        return [(location.parent / line) for line in lines if line and not line.startswith("#")]
-    raise FileNotFoundError(f"predict_path {location} is neither a folder of images nor a list file")
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """An image as RGB: grayscale and palette images converted, transparency laid over white."""
-    with Image.open(path) as image:
-        image.load()
-        if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-            rgba = image.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(background, rgba).convert("RGB")
-        return image.convert("RGB")
-
-
-def _readable(path: Path) -> bool:
-    try:
-        with Image.open(path) as image:
-            image.verify()
-        return True
-    except (OSError, SyntaxError, ValueError):
-        return False
-
-
-def check_images(entries: list[Entry], on_bad_image: str, verify: bool, split: str) -> list[Entry]:
-    """The entries whose image exists (and, with ``verify``, passes PIL's check); the others are dropped with a
-    count and the first names, or raise, by ``on_bad_image``."""
-    if verify:
-        with ThreadPoolExecutor(8) as pool:
-            good = list(pool.map(_readable, (e.path for e in entries)))
-    else:
-        good = [e.path.is_file() for e in entries]
-    bad = [e.path for e, ok in zip(entries, good, strict=True) if not ok]
-    if bad:
-        shown = ", ".join(str(p) for p in bad[:5])
-        message = f"{split}: {len(bad)} of {len(entries)} images missing or unreadable (first: {shown})"
-        if on_bad_image == "error":
-            raise ValueError(f"{message}; pass --data.on_bad_image=skip to leave them out")
-        rank_zero_warn(f"{message}; skipped")
-    return [e for e, ok in zip(entries, good, strict=True) if ok]
 
 
 # ---------------------------------------------------------------------------------------------- datasets, batches
