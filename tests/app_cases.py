@@ -96,6 +96,14 @@ def fake_ucf101(root: Path) -> list[str]:
             "--model.plateau_patience=0"]  # the tiny layout has no validation videos to plateau on
 
 
+def fake_shakespeare(folder: Path) -> list[str]:
+    """A small text file in tiny-shakespeare's layout: speakers' names, then their lines."""
+    folder.mkdir(parents=True)
+    path = folder / "input.txt"
+    path.write_text("".join(f"CITIZEN {i}:\nBefore we proceed any further, hear me speak.\n\n" for i in range(40)))
+    return [f"--data.path={path}"]
+
+
 def fake_etth1(folder: Path) -> list[str]:
     """An hourly file named like ETTh1 with a few rows more than the 20 months the ETT split uses."""
     folder.mkdir(parents=True)
@@ -172,5 +180,23 @@ CASES = [
                       "--prediction_writer.path", "--model.strategy", "--model.lr"),
         predict_on_test=("--data.predict_on=test",),
         real_data={"etth1.yaml": fake_etth1},
+    ),
+    AppCase(
+        name="language_model",
+        fast=("--trainer.enable_progress_bar=false", "--data.stdlib_chars=30000", "--data.batch_size=4",
+              "--data.bptt=16", "--model.embedding_size=16", "--model.hidden_size=16", "--model.num_layers=1",
+              "--model.max_new_tokens=20"),
+        test_metrics=("test_loss", "test_ppl", "test_bpc"),
+        val_metric="val_bpc",
+        random_options=("--model.num_layers=2", "--model.dropout=0.3", "--model.input_dropout=0.2",
+                        "--model.output_dropout=0.2", "--model.weight_dropout=0.3"),
+        batches_per_epoch=4,
+        wandb_option=("--model.cell=gru", "cell: gru", b'"cell":"gru"'),
+        wandb_media=("table/val_samples_*.table.json",),
+        wandb_table=("table/val_samples_*.table.json", ("prompt", "sample")),
+        run_files=("val_samples.txt",),
+        help_options=("--data.path", "--data.tokenizer", "--data.bptt", "--data.hf_dataset", "--data.predict_path",
+                      "--model.weight_dropout", "--model.top_p", "--model.temperature", "byte-level"),
+        real_data={"shakespeare.yaml": fake_shakespeare},
     ),
 ]

@@ -1,0 +1,3 @@
+from apps.language_model import main
+
+main()

@@ -1,0 +1,273 @@
+"""Language-model text as token streams for truncated backpropagation through time.
+
+Text: the Python standard library's own source files (embedded), a text file, folder or URL, or a Hugging Face
+dataset; a char, bpe or word tokenizer (Hugging Face ``tokenizers``), trained on the training text, rides in the
+model's checkpoints. A split's tokens are cut into contiguous streams and batch k holds chunk k (``bptt`` tokens) of
+each, so the model carries each stream's state from batch to batch. Training reads ``batch_size`` streams per
+process; validation and test ``batch_size`` streams shared out among the processes, so that their metrics are the
+same on any number of processes, every token once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import sysconfig
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from apps.common.data import AppData, fetch
+
+UNK, IGNORE = "<unk>", -100  # the unknown token; the target of padding (no loss)
+#: standard library folders left out: tests, installed packages, generated tables (codecs, documentation)
+NOT_LIBRARY = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "encodings", "pydoc_data"}
+
+
+def check(prefix: str, rules: dict[str, tuple[object, bool, str]]) -> None:
+    """Raises naming the first option that breaks its rule; ``rules``: {name: (value, ok, what is expected)}."""
+    for name, (value, ok, expected) in rules.items():
+        if not ok:
+            raise ValueError(f"{prefix}.{name} is {value!r}; expected {expected}")
+
+
+def stdlib_texts(max_chars: int, shares: dict[str, float]) -> dict[str, str]:
+    """The standard library's .py files, about ``max_chars`` in all, whole files per split. The files come in the
+    order of a checksum of their paths (fixed for a Python version, spread over the whole library); each goes to
+    the first split (in the order of ``shares``) that has room for it in its share of ``max_chars``."""
+    root, files = Path(sysconfig.get_paths()["stdlib"]), []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [name for name in subfolders if name not in NOT_LIBRARY]
+        files += [Path(folder, name) for name in names if name.endswith(".py")]
+    room, parts = {s: share * max_chars for s, share in shares.items()}, {s: [] for s in shares}
+    for file in sorted(files, key=lambda f: (zlib.crc32(f.relative_to(root).as_posix().encode()), f)):
+        split = next((s for s, left in room.items() if file.stat().st_size <= left), None)
+        if split is not None:
+            parts[split].append(file.read_text(encoding="utf-8", errors="replace"))
+            room[split] -= file.stat().st_size
+    return {split: "".join(texts) for split, texts in parts.items()}
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file, or the files of a folder (sorted, hidden ones left out); errors name the file and line."""
+    if path.is_dir():
+        return "".join(read_text(f) for f in sorted(path.rglob("*")) if f.is_file()
+                       and not any(part.startswith(".") for part in f.relative_to(path).parts))
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(f"{path}:{line}: not valid UTF-8 ({error.reason})") from None
+
+
+def split_by_ratios(text: str, val_ratio: float, test_ratio: float) -> dict[str, str]:
+    """Contiguous parts: training first, then validation, then test."""
+    train_end, val_end = int(len(text) * (1 - val_ratio - test_ratio)), int(len(text) * (1 - test_ratio))
+    return {"train": text[:train_end], "val": text[train_end:val_end], "test": text[val_end:]}
+
+
+def train_tokenizer(text: str, kind: str, vocab_size: int) -> Tokenizer:
+    """A char, bpe or word tokenizer trained on ``text``."""
+    if kind == "char":  # each character of the training text is a token; others are <unk>
+        tokenizer = Tokenizer(models.WordLevel({c: i for i, c in enumerate([UNK, *sorted(set(text))])}, UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        tokenizer.decoder = decoders.Fuse()
+        return tokenizer
+    if kind == "bpe":  # byte level (GPT-2's): every text has a tokenization, and decoding gives it back
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                      show_progress=False)
+    else:  # words and punctuation between white space; decoding joins them with spaces
+        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=[UNK], show_progress=False)
+    tokenizer.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
+    return tokenizer
+
+
+class Tokens(NamedTuple):
+    """A split's token ids and, per token, the characters of the text since the token before it ended."""
+
+    ids: Tensor
+    chars: Tensor
+
+
+def encode(tokenizer: Tokenizer, text: str) -> Tokens:
+    ids, ends, lines, offset = [], [], text.splitlines(keepends=True), 0
+    for start in range(0, len(lines), 4096):  # in blocks: an encoding holds every token's string and offsets
+        for line, encoding in zip(lines[start : start + 4096], tokenizer.encode_batch(lines[start : start + 4096]),
+                                  strict=True):
+            ids += encoding.ids
+            ends += [offset + end for _, end in encoding.offsets]
+            offset += len(line)
+    ends = torch.tensor(ends, dtype=torch.long)
+    return Tokens(torch.tensor(ids, dtype=torch.long), torch.diff(ends, prepend=ends.new_zeros(1)))
+
+
+class Streams(Dataset):
+    """A split's tokens as ``streams`` contiguous rows read ``bptt`` tokens at a time, by the process that reads
+    ``rows`` of them: its batch k is chunk k of its rows (inputs, next tokens as targets, the characters those cover;
+    record ids k * streams + row). With ``whole`` the rows cover every token (the last row is padded, the padding's
+    targets ignored); without, they are cut to one length and the few tokens left over are not read."""
+
+    def __init__(self, tokens: Tokens, streams: int, rows: range, bptt: int, whole: bool) -> None:
+        n = len(tokens.ids) - 1
+        length = math.ceil(n / streams) if whole else n // streams
+
+        def lay_out(values: Tensor, padding: int) -> Tensor:
+            values = F.pad(values[: streams * length], (0, max(streams * length - n, 0)), value=padding)
+            return values.view(streams, length)[rows.start : rows.stop]
+
+        self.input, self.target = lay_out(tokens.ids[:-1], 0), lay_out(tokens.ids[1:], IGNORE)
+        self.chars, self.streams, self.rows, self.bptt = lay_out(tokens.chars[1:], 0), streams, torch.tensor(rows), bptt
+
+    def __len__(self) -> int:
+        return math.ceil(self.input.shape[1] / self.bptt)
+
+    def __getitem__(self, k: int) -> dict:
+        chunk = slice(k * self.bptt, (k + 1) * self.bptt)
+        return {"index": k * self.streams + self.rows, "input": self.input[:, chunk], "target": self.target[:, chunk],
+                "chars": self.chars[:, chunk].sum(1)}
+
+
+class LanguageModelData(AppData):
+    """Text as token streams for truncated BPTT, and prompts for predict to continue."""
+
+    def __init__(self, path: str | None = None, hf_dataset: str | None = None, hf_config: str | None = None,
+                 text_column: str = "text", tokenizer: str = "char", vocab_size: int = 8000, bptt: int = 128,
+                 batch_size: int = 32, val_ratio: float = 0.05, test_ratio: float = 0.05,
+                 stdlib_chars: int = 1_000_000, predict_path: str | None = None, prompt: str = "\n",
+                 cache_dir: str = "~/.cache/rnn-apps", sha256: str | None = None) -> None:
+        """
+        Args:
+            path: a text file, a folder of them or a URL (downloaded once into cache_dir), cut by the ratios; None:
+                hf_dataset if given, else the standard library's source files.
+            hf_dataset: a Hugging Face dataset (name or folder): its train, validation and test splits, or its train
+                split cut by the ratios.
+            hf_config: the Hugging Face dataset's configuration.
+            text_column: the Hugging Face dataset's column of text.
+            tokenizer: char (each character a token), bpe (byte-level BPE) or word.
+            vocab_size: tokens a bpe or word tokenizer learns.
+            bptt: tokens per chunk: how far back through time training propagates gradients.
+            batch_size: streams read side by side (in training, per process).
+            val_ratio: share of the text (of stdlib_chars) for validation, after the training text.
+            test_ratio: share for test, last; 0 tests on the validation text.
+            stdlib_chars: characters of the standard library's source files to read (whole files, about).
+            predict_path: prompts to continue, one a line ("-": standard input); None: prompt.
+            prompt: the prompt to continue when predict_path is None.
+            cache_dir: where downloads are kept.
+            sha256: expected SHA-256 of the file at path.
+        """
+        super().__init__()
+        check("data", {
+            "tokenizer": (tokenizer, tokenizer in ("char", "bpe", "word"), "char, bpe or word"),
+            "bptt": (bptt, bptt >= 1, "at least 1"),
+            "batch_size": (batch_size, batch_size >= 1, "at least 1"),
+            "val_ratio": (val_ratio, val_ratio > 0 and val_ratio + test_ratio < 1, "in (0, 1 - test_ratio)"),
+            "test_ratio": (test_ratio, test_ratio >= 0, "at least 0"),
+        })
+        self.tokenizer: Tokenizer | None = None
+
+    def read_texts(self) -> dict[str, str]:
+        hp = self.hparams
+        if hp.path is not None:
+            path = Path(hp.path).expanduser()
+            path = path if path.is_dir() else fetch(hp.path, hp.cache_dir, hp.sha256)
+            texts, source = split_by_ratios(read_text(path), hp.val_ratio, hp.test_ratio), f"data.path {path}"
+        elif hp.hf_dataset is not None:
+            texts, source = self.read_hf(), f"data.hf_dataset {hp.hf_dataset}"
+        else:
+            texts = stdlib_texts(hp.stdlib_chars, {"val": hp.val_ratio, "test": hp.test_ratio,
+                                                   "train": 1 - hp.val_ratio - hp.test_ratio})
+            source = f"the standard library at {sysconfig.get_paths()['stdlib']} (data.stdlib_chars)"
+        if not hp.test_ratio or "test" not in texts:
+            texts["test"] = texts["val"]
+        for split, text in texts.items():
+            if len(text) < 2:
+                raise ValueError(f"{source}: the {split} text has {len(text)} characters, too few "
+                                 f"(data.val_ratio={hp.val_ratio}, data.test_ratio={hp.test_ratio})")
+        return texts
+
+    def read_hf(self) -> dict[str, str]:
+        import datasets  # imported here: it is slow to import and only this source needs it
+
+        hp = self.hparams
+        data = datasets.load_dataset(hp.hf_dataset, hp.hf_config)
+        if "train" not in data or hp.text_column not in data["train"].column_names:
+            raise ValueError(f"data.hf_dataset {hp.hf_dataset!r} needs a 'train' split with the column "
+                             f"data.text_column={hp.text_column!r}; it has {data.column_names}")
+        names = {"train": "train", "val": "validation", "test": "test"}
+        texts = {split: "\n".join(data[name][hp.text_column]) for split, name in names.items() if name in data}
+        return texts if "val" in texts else split_by_ratios(texts["train"], hp.val_ratio, hp.test_ratio)
+
+    def artefacts(self) -> dict:
+        return {"tokenizer": self.tokenizer.to_str()}
+
+    def make_splits(self, names: tuple[str, ...]) -> dict:
+        hp, saved = self.hparams, self.saved_artefacts()
+        if self.tokenizer is None and saved:  # the ids must mean what they meant when the model was trained
+            self.tokenizer = Tokenizer.from_str(saved["tokenizer"])
+        if names == ("predict",):
+            if self.tokenizer is None:
+                raise RuntimeError("predict needs a trained model: pass --ckpt_path (the tokenizer is in it)")
+            return {"predict": self.prompts()}
+        texts = self.read_texts()
+        self.tokenizer = self.tokenizer or train_tokenizer(texts["train"], hp.tokenizer, hp.vocab_size)
+        splits = {name: encode(self.tokenizer, texts[name]) for name in names}
+        rank_zero_info(f"language model data: {', '.join(f'{n} {len(s.ids)}' for n, s in splits.items())} tokens, "
+                       f"vocabulary {self.tokenizer.get_vocab_size()}")
+        return splits
+
+    def prompts(self) -> list[dict]:
+        hp = self.hparams
+        if hp.predict_path is None:
+            lines, source = [hp.prompt], "data.prompt"
+        else:
+            text = sys.stdin.read() if hp.predict_path == "-" else read_text(Path(hp.predict_path).expanduser())
+            lines, source = [line for line in text.splitlines() if line.strip()], f"data.predict_path {hp.predict_path}"
+        prompts = [{"index": i, "prompt": line, "ids": self.tokenizer.encode(line).ids} for i, line in enumerate(lines)]
+        empty = [p["index"] + 1 for p in prompts if not p["ids"]]
+        if not prompts or empty:
+            raise ValueError(f"{source}: " + (f"prompt {empty[0]} has no tokens" if empty else "no prompt"))
+        return prompts
+
+    def streams(self, split: str) -> DataLoader:
+        """This process's streams of a split, batch after batch in order (never shuffled): in training
+        ``batch_size`` streams of its own; in evaluation a contiguous share of ``batch_size`` streams in all."""
+        hp, trainer, training = self.hparams, self.trainer, split == "train"
+        processes, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        targets = len(self.splits[split].ids) - 1
+        streams = hp.batch_size * processes if training else min(hp.batch_size, targets)
+        share, extra = (hp.batch_size, 0) if training else divmod(streams, processes)
+        rows = range(rank * share + min(rank, extra), (rank + 1) * share + min(rank + 1, extra))
+        if targets < streams or not rows:
+            raise ValueError(f"the {split} text has {targets + 1} tokens, too few for data.batch_size="
+                             f"{hp.batch_size} on {processes} process(es)")
+        dataset = Streams(self.splits[split], streams, rows, hp.bptt, whole=not training)
+        # whole batches from the dataset, in order: a DistributedSampler of one replica, so that Lightning keeps it
+        in_order = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=False)
+        return DataLoader(dataset, batch_size=None, sampler=in_order)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.streams("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self.streams("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.streams("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        # a batch stays a list of prompts (their token lists differ in length): the model pads them
+        return DataLoader(self.splits["predict"], batch_size=self.hparams.batch_size, collate_fn=list)
