@@ -1,0 +1,221 @@
+"""The language model: carried state, token streams under DDP, bits per character, sampling, DropConnect on every
+backend, predict, and errors that name the option or file at fault."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from apps.language_model import main
+from apps.language_model.data import IGNORE, LanguageModelData, encode, stdlib_texts, train_tokenizer
+from apps.language_model.model import LanguageModel
+
+TEXT = "".join(f"line {i}: the quick brown fox jumps over {i % 7} lazy dogs.\n" for i in range(30))
+FAST = ["--trainer.enable_progress_bar=false", "--data.stdlib_chars=20000", "--data.batch_size=4", "--data.bptt=16",
+        "--model.embedding_size=16", "--model.hidden_size=16", "--model.num_layers=1", "--model.max_new_tokens=12"]
+
+
+def prepared(tmp_path, text: str = TEXT, stage: str = "fit", **options) -> LanguageModelData:
+    path = tmp_path / "text.txt"
+    path.write_text(text)
+    data = LanguageModelData(path=str(path), **{"val_ratio": 0.2, "test_ratio": 0.0, **options})
+    data.setup(stage)
+    return data
+
+
+def model_for(data: LanguageModelData, seed: int = 0, **options) -> LanguageModel:
+    torch.manual_seed(seed)
+    model = LanguageModel(**{"embedding_size": 8, "hidden_size": 12, **options})
+    model.adopt(data.artefacts())
+    return model
+
+
+def test_carried_state_training_equals_one_long_sequence(tmp_path):
+    """Chunks of 7 tokens that carry the state give the losses of one chunk that covers each stream."""
+    totals = {}
+    for bptt in (7, 10_000):
+        data = prepared(tmp_path, bptt=bptt, batch_size=3)
+        model = model_for(data, num_layers=2)
+        batches = list(data.train_dataloader())
+        assert (len(batches) == 1) == (bptt == 10_000)
+        total = sum(model.compute_loss(b) * (b["target"] != IGNORE).sum() for b in batches)
+        totals[bptt] = total
+        assert not any(s.requires_grad for s in model.carried)  # detached: gradients stop at a chunk's start
+    torch.testing.assert_close(totals[7], totals[10_000])
+
+
+def test_every_evaluation_token_once_on_any_number_of_processes(tmp_path):
+    data = prepared(tmp_path, bptt=5, batch_size=4)
+    seen = {}
+    for processes in (1, 2, 3):
+        pairs = []
+        for rank in range(processes):
+            data.trainer = SimpleNamespace(world_size=processes, global_rank=rank)
+            for batch in data.val_dataloader():
+                pairs += zip(batch["index"].tolist(), batch["target"].tolist(), strict=True)
+        assert len({index for index, _ in pairs}) == len(pairs)  # no record twice
+        seen[processes] = sorted(pairs)
+    assert seen[1] == seen[2] == seen[3]
+    # record k * 4 + s is chunk k of stream s: in stream order the targets are the whole text's, each once
+    in_order = sorted(seen[1], key=lambda pair: (pair[0] % 4, pair[0] // 4))
+    assert [t for _, row in in_order for t in row if t != IGNORE] == data.splits["val"].ids[1:].tolist()
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "word"])
+def test_bits_per_character_by_hand(tmp_path, tokenizer):
+    """A model that gives every token the same probability 1/V: ln V nats per token, and bits per character the
+    targets' log2 V over the characters they cover."""
+    train, val = "to be or not to be \n", "not to be or to be \n"
+    assert len(train) == len(val) == 20
+    for batch_size in (1, 3):
+        data = prepared(tmp_path, train + val, "validate", tokenizer=tokenizer, val_ratio=0.5, batch_size=batch_size,
+                        bptt=4)
+        model = model_for(data, tie_embeddings=False)
+        torch.nn.init.zeros_(model.output.weight)
+        torch.nn.init.zeros_(model.output.bias)
+        model.on_validation_epoch_start()
+        records = [r for batch in data.val_dataloader() for r in model.evaluate(batch, "val")]
+        metrics = model.metrics(records, "val")
+        V = data.tokenizer.get_vocab_size()
+        # word: 6 tokens, 5 targets covering "to be or to be" after "not"; char: 19 targets after "n"
+        targets, chars = (5, 18 - 3) if tokenizer == "word" else (19, 19)
+        assert sum(r["tokens"] for r in records) == targets
+        assert metrics["val_loss"] == pytest.approx(math.log(V))
+        assert metrics["val_ppl"] == pytest.approx(V)
+        assert metrics["val_bpc"] == pytest.approx(targets * math.log2(V) / chars)
+
+
+def test_near_zero_temperature_is_greedy_and_a_seed_gives_one_text(tmp_path):
+    data = prepared(tmp_path)
+    model = model_for(data, num_layers=2, max_new_tokens=15)
+    prompts = [data.tokenizer.encode("line 3: the").ids, data.tokenizer.encode("fox").ids]
+    keys = [(0,), (1,)]
+    # greedy by hand: the whole sequence again at every step, no carried state
+    greedy = []
+    for prompt in prompts:
+        ids = list(prompt)
+        for _ in range(15):
+            ids.append(int(model(torch.tensor([ids]))[0][0, -1].argmax()))
+        greedy.append(ids[len(prompt) :])
+    model.temperature = 0
+    assert model.generate(prompts, keys) == greedy
+    model.temperature = 1e-6
+    assert model.generate(prompts, keys) == greedy
+    model.temperature, model.top_k, model.top_p = 1.0, 5, 0.9
+    first = model.generate(prompts, keys)
+    assert model.generate(prompts, keys) == first
+    assert model.generate(prompts[1:], keys[1:]) == first[1:]  # a row's text does not depend on the other rows
+    model.seed = 1
+    assert model.generate(prompts, keys) != first
+
+
+def test_top_k_and_top_p_keep_only_the_most_likely_tokens(tmp_path):
+    model = model_for(prepared(tmp_path), top_k=2)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(200, 1)
+    generators = [torch.Generator().manual_seed(i) for i in range(200)]
+    assert set(model.sample(logits, generators).tolist()) == {0, 1}
+    model.top_k, model.top_p = 0, 0.6
+    assert set(model.sample(logits, generators).tolist()) == {0, 1}  # 0.5 alone does not reach 0.6
+    model.top_p = 0.45
+    assert set(model.sample(logits, generators).tolist()) == {0}
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_weight_dropout_fits_every_backend(tmp_path, cell):
+    data = prepared(tmp_path)
+    ids = data.splits["train"].ids[:40].view(2, 20)
+    outputs = {}
+    for backend in ("torch", "fused", "loop"):
+        model = model_for(data, cell=cell, backend=backend, num_layers=1, weight_dropout=0.5)
+        torch.manual_seed(1)  # the same mask on every backend
+        logits, _ = model(ids)
+        logits.sum().backward()
+        outputs[backend] = logits
+        raw = model.recurrent.parametrizations.weight_hh_l0.original
+        assert raw.grad is not None and (raw.grad == 0).any() and raw.grad.abs().sum() > 0
+        model.eval()
+        assert not torch.allclose(model(ids)[0], logits)  # no dropout in evaluation
+    torch.testing.assert_close(outputs["torch"], outputs["fused"])
+    torch.testing.assert_close(outputs["torch"], outputs["loop"])
+
+
+def test_tokenizers_cover_the_text_and_decode_it_back():
+    text = "def f(x):\n    return x * 2  # doubled\n"
+    for kind in ("char", "bpe"):
+        tokenizer = train_tokenizer(text * 3, kind, 300)
+        tokens = encode(tokenizer, text)
+        assert tokenizer.decode(tokens.ids.tolist()) == text
+        assert int(tokens.chars.sum()) == len(text)
+    words = train_tokenizer(text, "word", 100)
+    assert words.decode(encode(words, "return x").ids.tolist()) == "return x"
+
+
+def test_the_standard_library_corpus_is_fixed_and_in_whole_files():
+    shares = {"val": 0.1, "test": 0.1, "train": 0.8}
+    texts = stdlib_texts(40_000, shares)
+    assert texts == stdlib_texts(40_000, shares)
+    for split, share in shares.items():
+        assert 0 < len(texts[split].encode()) <= share * 40_000, split
+    assert not set(texts["val"].splitlines()) >= set(texts["train"].splitlines())
+
+
+def test_fit_then_predict_from_a_file_standard_input_and_the_prompt_option(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *FAST, "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2"])
+    (folder,) = (tmp_path / "outputs/language_model").rglob("checkpoints")
+    assert "--- sample" in (folder / "val_samples.txt").read_text()
+    (tmp_path / "prompts.txt").write_text("import os\n\ndef main():\n")
+    predict = ["predict", *FAST, "--ckpt_path=last", "--model.samples_per_prompt=2", "--model.temperature=1"]
+    rows = {}
+    for source, extra in (("file", ["--data.predict_path=prompts.txt"]), ("again", ["--data.predict_path=prompts.txt"]),
+                          ("stdin", ["--data.predict_path=-"]), ("option", ["--data.prompt=class "])):
+        monkeypatch.setattr("sys.stdin", io.StringIO("import os\n"))
+        capsys.readouterr()
+        main([*predict, *extra, f"--prediction_writer.path={source}.jsonl"])
+        assert f"written to {source}.jsonl" in capsys.readouterr().out
+        rows[source] = [json.loads(line) for line in (tmp_path / f"{source}.jsonl").read_text().splitlines()]
+    assert [(r["index"], r["sample"], r["prompt"]) for r in rows["file"]] == [
+        (0, 0, "import os"), (0, 1, "import os"), (1, 0, "def main():"), (1, 1, "def main():")]
+    assert rows["file"] == rows["again"] and rows["stdin"] == rows["file"][:2]  # the seed and the prompt decide
+    assert rows["file"][0]["text"] != rows["file"][1]["text"] and len(rows["option"]) == 2
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"bptt": 0}, "data.bptt is 0; expected at least 1"),
+    ({"tokenizer": "bytes"}, "data.tokenizer is 'bytes'; expected char, bpe or word"),
+    ({"val_ratio": 0.6, "test_ratio": 0.5}, "data.val_ratio is 0.6"),
+])
+def test_bad_data_options_are_named(options, message):
+    with pytest.raises(ValueError, match=message):
+        LanguageModelData(**options)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"cell": "transformer"}, "model.cell is 'transformer'; expected one of"),
+    ({"weight_dropout": 1.0}, r"model.weight_dropout is 1.0; expected in \[0, 1\)"),
+    ({"top_p": 0.0}, r"model.top_p is 0.0; expected in \(0, 1\]"),
+    ({"temperature": -1.0}, "model.temperature is -1.0"),
+])
+def test_bad_model_options_are_named(options, message):
+    with pytest.raises(ValueError, match=message):
+        LanguageModel(**options)
+
+
+def test_bad_text_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"text.txt: the train text has 0 characters"):
+        prepared(tmp_path, "")
+    (tmp_path / "latin1.txt").write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt:2: not valid UTF-8"):
+        LanguageModelData(path=str(tmp_path / "latin1.txt")).setup("fit")
+    data = prepared(tmp_path, "a" * 20, batch_size=8)
+    data.trainer = SimpleNamespace(world_size=2, global_rank=0)
+    with pytest.raises(ValueError, match=r"the train text has 16 tokens, too few for data.batch_size=8 on 2 process"):
+        data.train_dataloader()
+    data = prepared(tmp_path, tokenizer="word", prompt="   ")
+    with pytest.raises(ValueError, match=r"data.prompt: prompt 1 has no tokens"):
+        data.prompts()
