@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from apps.language_model import main
-from apps.language_model.data import IGNORE, LanguageModelData, encode, stdlib_texts, train_tokenizer
+from apps.language_model.data import IGNORE, LanguageModelData
 from apps.language_model.model import LanguageModel
+from apps.language_model.text import encode, stdlib_texts, train_tokenizer
 
 TEXT = "".join(f"line {i}: the quick brown fox jumps over {i % 7} lazy dogs.\n" for i in range(30))
 FAST = ["--trainer.enable_progress_bar=false", "--data.stdlib_chars=20000", "--data.batch_size=4", "--data.bptt=16",

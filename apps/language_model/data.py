@@ -1,35 +1,29 @@
 """Language-model text as token streams for truncated backpropagation through time.
 
-Text: the Python standard library's own source files (embedded), a text file, folder or URL, or a Hugging Face
-dataset; a char, bpe or word tokenizer (Hugging Face ``tokenizers``), trained on the training text, rides in the
-model's checkpoints. A split's tokens are cut into contiguous streams and batch k holds chunk k (``bptt`` tokens) of
-each, so the model carries each stream's state from batch to batch. Training reads ``batch_size`` streams per
-process; validation and test ``batch_size`` streams shared out among the processes, so that their metrics are the
-same on any number of processes, every token once.
+A split's tokens are cut into contiguous streams; batch k holds chunk k (``bptt`` tokens) of each, so the model
+carries each stream's state from batch to batch. Training reads ``batch_size`` streams per process; validation and
+test ``batch_size`` streams in all, shared out among the processes, so that their metrics (every token once) are the
+same on any number of processes. The text and the tokenizer: text.py.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 import sysconfig
-import zlib
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from apps.common.data import AppData, fetch
+from apps.language_model.text import Tokens, encode, hf_texts, read_text, split_by_ratios, stdlib_texts, train_tokenizer
 
-UNK, IGNORE = "<unk>", -100  # the unknown token; the target of padding (no loss)
-#: standard library folders left out: tests, installed packages, generated tables (codecs, documentation)
-NOT_LIBRARY = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "encodings", "pydoc_data"}
+IGNORE = -100  # the target of padding: no loss
 
 
 def check(prefix: str, rules: dict[str, tuple[object, bool, str]]) -> None:
@@ -37,82 +31,6 @@ def check(prefix: str, rules: dict[str, tuple[object, bool, str]]) -> None:
     for name, (value, ok, expected) in rules.items():
         if not ok:
             raise ValueError(f"{prefix}.{name} is {value!r}; expected {expected}")
-
-
-def stdlib_texts(max_chars: int, shares: dict[str, float]) -> dict[str, str]:
-    """The standard library's .py files, about ``max_chars`` in all, whole files per split. The files come in the
-    order of a checksum of their paths (fixed for a Python version, spread over the whole library); each goes to
-    the first split (in the order of ``shares``) that has room for it in its share of ``max_chars``."""
-    root, files = Path(sysconfig.get_paths()["stdlib"]), []
-    for folder, subfolders, names in os.walk(root):
-        subfolders[:] = [name for name in subfolders if name not in NOT_LIBRARY]
-        files += [Path(folder, name) for name in names if name.endswith(".py")]
-    room, parts = {s: share * max_chars for s, share in shares.items()}, {s: [] for s in shares}
-    for file in sorted(files, key=lambda f: (zlib.crc32(f.relative_to(root).as_posix().encode()), f)):
-        split = next((s for s, left in room.items() if file.stat().st_size <= left), None)
-        if split is not None:
-            parts[split].append(file.read_text(encoding="utf-8", errors="replace"))
-            room[split] -= file.stat().st_size
-    return {split: "".join(texts) for split, texts in parts.items()}
-
-
-def read_text(path: Path) -> str:
-    """A UTF-8 text file, or the files of a folder (sorted, hidden ones left out); errors name the file and line."""
-    if path.is_dir():
-        return "".join(read_text(f) for f in sorted(path.rglob("*")) if f.is_file()
-                       and not any(part.startswith(".") for part in f.relative_to(path).parts))
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ValueError(f"{path}:{line}: not valid UTF-8 ({error.reason})") from None
-
-
-def split_by_ratios(text: str, val_ratio: float, test_ratio: float) -> dict[str, str]:
-    """Contiguous parts: training first, then validation, then test."""
-    train_end, val_end = int(len(text) * (1 - val_ratio - test_ratio)), int(len(text) * (1 - test_ratio))
-    return {"train": text[:train_end], "val": text[train_end:val_end], "test": text[val_end:]}
-
-
-def train_tokenizer(text: str, kind: str, vocab_size: int) -> Tokenizer:
-    """A char, bpe or word tokenizer trained on ``text``."""
-    if kind == "char":  # each character of the training text is a token; others are <unk>
-        tokenizer = Tokenizer(models.WordLevel({c: i for i, c in enumerate([UNK, *sorted(set(text))])}, UNK))
-        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-        tokenizer.decoder = decoders.Fuse()
-        return tokenizer
-    if kind == "bpe":  # byte level (GPT-2's): every text has a tokenization, and decoding gives it back
-        tokenizer = Tokenizer(models.BPE())
-        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tokenizer.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                      show_progress=False)
-    else:  # words and punctuation between white space; decoding joins them with spaces
-        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
-        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=[UNK], show_progress=False)
-    tokenizer.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
-    return tokenizer
-
-
-class Tokens(NamedTuple):
-    """A split's token ids and, per token, the characters of the text since the token before it ended."""
-
-    ids: Tensor
-    chars: Tensor
-
-
-def encode(tokenizer: Tokenizer, text: str) -> Tokens:
-    ids, ends, lines, offset = [], [], text.splitlines(keepends=True), 0
-    for start in range(0, len(lines), 4096):  # in blocks: an encoding holds every token's string and offsets
-        for line, encoding in zip(lines[start : start + 4096], tokenizer.encode_batch(lines[start : start + 4096]),
-                                  strict=True):
-            ids += encoding.ids
-            ends += [offset + end for _, end in encoding.offsets]
-            offset += len(line)
-    ends = torch.tensor(ends, dtype=torch.long)
-    return Tokens(torch.tensor(ids, dtype=torch.long), torch.diff(ends, prepend=ends.new_zeros(1)))
 
 
 class Streams(Dataset):
@@ -186,7 +104,8 @@ class LanguageModelData(AppData):
             path = path if path.is_dir() else fetch(hp.path, hp.cache_dir, hp.sha256)
             texts, source = split_by_ratios(read_text(path), hp.val_ratio, hp.test_ratio), f"data.path {path}"
         elif hp.hf_dataset is not None:
-            texts, source = self.read_hf(), f"data.hf_dataset {hp.hf_dataset}"
+            texts = hf_texts(hp.hf_dataset, hp.hf_config, hp.text_column, hp.val_ratio, hp.test_ratio)
+            source = f"data.hf_dataset {hp.hf_dataset}"
         else:
             texts = stdlib_texts(hp.stdlib_chars, {"val": hp.val_ratio, "test": hp.test_ratio,
                                                    "train": 1 - hp.val_ratio - hp.test_ratio})
@@ -198,18 +117,6 @@ class LanguageModelData(AppData):
                 raise ValueError(f"{source}: the {split} text has {len(text)} characters, too few "
                                  f"(data.val_ratio={hp.val_ratio}, data.test_ratio={hp.test_ratio})")
         return texts
-
-    def read_hf(self) -> dict[str, str]:
-        import datasets  # imported here: it is slow to import and only this source needs it
-
-        hp = self.hparams
-        data = datasets.load_dataset(hp.hf_dataset, hp.hf_config)
-        if "train" not in data or hp.text_column not in data["train"].column_names:
-            raise ValueError(f"data.hf_dataset {hp.hf_dataset!r} needs a 'train' split with the column "
-                             f"data.text_column={hp.text_column!r}; it has {data.column_names}")
-        names = {"train": "train", "val": "validation", "test": "test"}
-        texts = {split: "\n".join(data[name][hp.text_column]) for split, name in names.items() if name in data}
-        return texts if "val" in texts else split_by_ratios(texts["train"], hp.val_ratio, hp.test_ratio)
 
     def artefacts(self) -> dict:
         return {"tokenizer": self.tokenizer.to_str()}

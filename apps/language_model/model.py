@@ -1,13 +1,10 @@
 """A recurrent language model, the lecture's synced many-to-many: every step predicts the next token.
 
-token ids -> embedding -> rnn_core Recurrent (any cell and backend) -> linear to the vocabulary (tied to the
-embedding by default). Training is truncated backpropagation through time: every batch continues the streams of the
-one before (data.py), and their state is carried over, detached, also into the next epoch (as char-rnn does) and
-across a resume (in the checkpoint). Evaluation carries its own state, from zeros each epoch. Regularisers of strong
-recurrent language models (AWD-LSTM, Merity et al. 2018): variational dropout on the recurrence's inputs and
-outputs, DropConnect on its hidden-to-hidden weights, dropout between layers.
-Metrics over the whole evaluation text once: ``*_loss`` (nats per token), ``*_ppl`` and ``*_bpc`` (bits per character
-of the original text, whatever the tokenizer).
+Token ids -> embedding -> rnn_core Recurrent (any cell and backend) -> linear layer (tied to the embedding by default).
+Truncated BPTT: each batch continues the streams of the one before (data.py), and their state is carried over,
+detached, into the next epoch too (as char-rnn does) and across a resume (in the checkpoint). Regularisers of AWD-LSTM
+(Merity et al. 2018): variational dropout on the recurrence's inputs and outputs, DropConnect on its hidden-to-hidden
+weights, dropout between layers. Metrics: ``*_loss`` (nats per token), ``*_ppl``, ``*_bpc`` (bits per character).
 """
 
 from __future__ import annotations
