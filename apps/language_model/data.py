@@ -36,8 +36,8 @@ def check(prefix: str, rules: dict[str, tuple[object, bool, str]]) -> None:
 class Streams(Dataset):
     """A split's tokens as ``streams`` contiguous rows read ``bptt`` tokens at a time, by the process that reads
     ``rows`` of them: its batch k is chunk k of its rows (inputs, next tokens as targets, the characters those cover;
-    record ids k * streams + row). With ``whole`` the rows cover every token (the last row is padded, the padding's
-    targets ignored); without, they are cut to one length and the few tokens left over are not read."""
+    record ids k * streams + row). With ``whole`` the rows cover every token (padded at the end of the text, the
+    padding's targets ignored); without, they are cut to one length and the few tokens left over are not read."""
 
     def __init__(self, tokens: Tokens, streams: int, rows: range, bptt: int, whole: bool) -> None:
         n = len(tokens.ids) - 1
