@@ -82,7 +82,8 @@ class RecurrentCell(nn.Module):
         if state is None:
             state = self.initial_state(x.shape[0], x)
         p = self.own_parameters()
-        return self.step(F.linear(x, p["weight_ih"], p["bias_ih"]), state, p)
+        # under autocast the projection comes in the autocast dtype; the pointwise math runs in the input's
+        return self.step(F.linear(x, p["weight_ih"], p["bias_ih"]).to(x.dtype), state, p)
 
     def step(self, gi: Tensor, state: State, p: Mapping[str, Tensor]) -> tuple[Tensor, State]:
         """One step given the input projection ``gi``; cells whose hidden matmul is not ``W_hh h`` override this."""

@@ -71,7 +71,8 @@ class ConvRecurrent(nn.Module):
 
     def _step(self, cell: RecurrentCell, p: dict[str, Tensor], x: Tensor, state: State) -> State:
         padding = self.kernel_size // 2
-        gi = F.conv2d(x, p["weight_ih"], p["bias_ih"], padding=padding).movedim(1, -1)
+        # under autocast the convolutions come in the autocast dtype; the cell's pointwise math runs in the input's
+        gi = F.conv2d(x, p["weight_ih"], p["bias_ih"], padding=padding).movedim(1, -1).to(x.dtype)
         gh = F.conv2d(state[0], p["weight_hh"], p["bias_hh"], padding=padding).movedim(1, -1)
         _, new = cell.pointwise(gi, gh, tuple(s.movedim(1, -1) for s in state), p)
         return tuple(s.movedim(-1, 1) for s in new)
