@@ -79,10 +79,11 @@ class RecurrentCell(nn.Module):
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """One step with the cell's own parameters: ``x (batch, input_size)`` -> ``(h, state)``."""
+        p = self.own_parameters()
+        # in the parameters' dtype, the projection too: under autocast it and x may come in the autocast dtype
+        x = x.to(p["weight_ih"].dtype)
         if state is None:
             state = self.initial_state(x.shape[0], x)
-        p = self.own_parameters()
-        # under autocast the projection comes in the autocast dtype; the pointwise math runs in the input's
         return self.step(F.linear(x, p["weight_ih"], p["bias_ih"]).to(x.dtype), state, p)
 
     def step(self, gi: Tensor, state: State, p: Mapping[str, Tensor]) -> tuple[Tensor, State]:

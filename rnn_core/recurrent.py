@@ -146,6 +146,8 @@ class Recurrent(nn.Module):
             raise ValueError(f"input must be 3-D (batch, time, features), got shape {tuple(x.shape)}")
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input has {x.shape[-1]} features per step; expected input_size={self.input_size}")
+        # the recurrence runs in the parameters' dtype: under autocast x may come in the autocast dtype (a Linear's)
+        x = x.to(getattr(self, self._name("weight_hh", 0, 0)).dtype)
         if self.batch_first:
             x = x.transpose(0, 1)
         T, B = x.shape[0], x.shape[1]
@@ -171,7 +173,7 @@ class Recurrent(nn.Module):
         for name, s in zip(names, states, strict=True):
             if tuple(s.shape) != shape:
                 raise ValueError(f"initial state {name} has shape {tuple(s.shape)}; expected {shape}")
-        # states run in the input's dtype; under autocast a state made by a Linear comes in the autocast dtype
+        # in x's dtype: under autocast a state made by a Linear comes in the autocast dtype
         return tuple(s.to(x.dtype) for s in states)
 
     def _run_torch(self, x, lengths, states):
@@ -198,7 +200,7 @@ class Recurrent(nn.Module):
                 packed_out = PackedSequence(data, packed.batch_sizes, order, packed.unsorted_indices)
                 out, _ = pad_packed_sequence(packed_out, total_length=x.shape[0])
                 final = [f.index_select(1, packed.unsorted_indices) for f in final]
-        # cuDNN (and the native Elman RNN) return the autocast dtype; every backend returns the input's
+        # cuDNN (and the native Elman RNN) return the autocast dtype; every backend returns the parameters'
         return out.to(x.dtype), tuple(f.to(x.dtype) for f in final)
 
     def _run_layers(self, x, lengths, states, backend):
@@ -277,7 +279,7 @@ def _gather_time(seq: Tensor, index: Tensor) -> Tensor:
 
 def _run_loop(cell: RecurrentCell, seq, lengths, initial, p):
     """Autograd through a plain loop over time; past a sequence's end the state is held and the output is zero."""
-    # under autocast the projection comes in the autocast dtype; the cell's pointwise math runs in the input's
+    # under autocast the projection comes in the autocast dtype; the cell's pointwise math runs in the parameters'
     inputs = F.linear(seq, p["weight_ih"], p["bias_ih"]).to(seq.dtype)
     alive = None if lengths is None else (torch.arange(seq.shape[0]).unsqueeze(1) < lengths).to(seq.device)
     state, outputs = initial, []

@@ -1,6 +1,6 @@
-"""Recurrent and ConvRecurrent under autocast and in float64: every cell and backend runs, returns the input's dtype
-(float32 outputs, states and gradients under autocast, as torch.nn's own CPU LSTM kernel), matches float32 within
-the autocast dtype's round-off, and leaves float64 alone."""
+"""Recurrent and ConvRecurrent under autocast and in float64: every cell and backend runs, returns the parameters'
+dtype (float32 outputs, states and gradients under autocast, as torch.nn's own CPU LSTM kernel), matches float32
+within the autocast dtype's round-off, takes inputs in the autocast dtype, and leaves float64 alone."""
 
 import pytest
 import torch
@@ -38,11 +38,11 @@ def _results(module, inputs: tuple, autocast: tuple | None) -> dict[str, torch.T
         if isinstance(t, tuple):
             return tuple(leaf(s) for s in t)
         if torch.is_tensor(t) and t.is_floating_point():
-            leaves.append(t.clone().requires_grad_())
+            leaves.append(t.detach().clone().requires_grad_())
             return leaves[-1]
         return t
 
-    inputs = tuple(leaf(t) for t in inputs)
+    inputs = leaf(inputs)
     device = next(module.parameters()).device.type
     with torch.autocast(device, dtype=autocast[1] if autocast else None, enabled=autocast is not None):
         out, final = module(*inputs)
@@ -63,6 +63,13 @@ def _recurrent_inputs(module: Recurrent, device, dtype=torch.float32) -> tuple:
     state = tuple(torch.randn(4, len(LENGTHS), 6, generator=gen) for _ in module.cell.state_names)
     state = tuple(s.to(device, dtype) for s in state)
     return x.to(device, dtype), LENGTHS, state if len(state) > 1 else state[0]
+
+
+def _cast(inputs, dtype):
+    """inputs with every floating tensor, in tuples too, cast to dtype."""
+    if isinstance(inputs, tuple):
+        return tuple(_cast(t, dtype) for t in inputs)
+    return inputs.to(dtype) if torch.is_tensor(inputs) and inputs.is_floating_point() else inputs
 
 
 def _assert_within_round_off(expected: dict, actual: dict) -> None:
@@ -86,6 +93,18 @@ def test_autocast_matches_float32(cell, backend, with_lengths, device, dtype):
     actual = _results(module, inputs, (device, dtype))
     _assert_within_round_off(expected, actual)
     assert torch.backends.mkldnn.enabled, "the torch backend must turn oneDNN back on"
+
+
+@pytest.mark.parametrize(("cell", "backend"), RUNS, ids=RUN_IDS)
+def test_inputs_in_the_autocast_dtype_run_as_their_float32_values(cell, backend):
+    """Under autocast a Linear hands Recurrent its output, and a Bridge its state, in bfloat16."""
+    module = _make(cell, backend)
+    low = _cast(_recurrent_inputs(module, "cpu"), torch.bfloat16)
+    expected = _results(module, _cast(low, torch.float32), ("cpu", torch.bfloat16))
+    actual = _results(module, low, ("cpu", torch.bfloat16))
+    for name, e in expected.items():
+        assert actual[name].dtype == (torch.bfloat16 if name.startswith("grad input") else torch.float32), name
+        torch.testing.assert_close(actual[name], e.to(actual[name].dtype), atol=0, rtol=0)
 
 
 @pytest.mark.parametrize(("device", "dtype"), AUTOCASTS)
