@@ -8,8 +8,8 @@ import torch
 from rnn_core import CELLS, ConvRecurrent, GRUCell, Recurrent
 
 LENGTHS = [7, 3, 1, 7, 5]  # unsorted, with the longest twice and a length of one
-#: every output, state and gradient under autocast: max |autocast - float32| <= RELATIVE * max |float32|, about
-#: eight bfloat16 epsilons (2^-8); the largest measured on the CPU is 1.5e-2
+#: every output, state and gradient under autocast: max |autocast - float32| <= RELATIVE * max |float32|, about eight
+#: times bfloat16's unit round-off (2^-8); the largest measured on the CPU is 1.5e-2
 RELATIVE = 3e-2
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 AUTOCASTS = [
