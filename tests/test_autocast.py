@@ -117,15 +117,16 @@ def test_conv_recurrent_under_autocast_matches_float32(cell, device, dtype):
     _assert_within_round_off(_results(conv, inputs, None), _results(conv, inputs, (device, dtype)))
 
 
+@pytest.mark.parametrize("autocast", [None, ("cpu", torch.bfloat16)], ids=["plain", "autocast"])
 @pytest.mark.parametrize(("cell", "backend"), RUNS, ids=RUN_IDS)
-def test_float64_runs_in_float64_even_under_autocast(cell, backend):
-    """Every backend in float64 under autocast equals the loop's float64 without it, far below float32's
+def test_float64_runs_in_float64_even_under_autocast(cell, backend, autocast):
+    """Every backend in float64, plain and under autocast, equals the loop's plain float64 far below float32's
     round-off: nothing was cast."""
     reference = _make(cell, "loop").double()
     module = _make(cell, backend).double()
     inputs = _recurrent_inputs(module, "cpu", torch.float64)
     expected = _results(reference, inputs, None)
-    actual = _results(module, inputs, ("cpu", torch.bfloat16))
+    actual = _results(module, inputs, autocast)
     for name, e in expected.items():
         assert actual[name].dtype == torch.float64, name
         torch.testing.assert_close(actual[name], e, atol=1e-12, rtol=1e-12, msg=lambda m, n=name: f"{n}: {m}")
