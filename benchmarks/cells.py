@@ -84,10 +84,11 @@ def _row(device, cell, backend, fwd, fb, ref_fwd, ref_fb) -> dict:
         "device": device,
         "cell": cell,
         "backend": backend,
-        "forward_ms": round(fwd, 2),
-        "forward_backward_ms": round(fb, 2),
-        "forward_ratio_to_nn_lstm": round(fwd / ref_fwd, 2),
-        "forward_backward_ratio_to_nn_lstm": round(fb / ref_fb, 2),
+        # four significant digits: a ratio rounded to two decimals read 0.0 when the reference had a slow spell
+        "forward_ms": float(f"{fwd:.4g}"),
+        "forward_backward_ms": float(f"{fb:.4g}"),
+        "forward_ratio_to_nn_lstm": float(f"{fwd / ref_fwd:.4g}"),
+        "forward_backward_ratio_to_nn_lstm": float(f"{fb / ref_fb:.4g}"),
     }
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnn_core.cells import CELLS, RecurrentCell, State, make_cell
+from rnn_core.cells import CELLS, RecurrentCell, State, in_parameter_dtype, make_cell
 from rnn_core.recurrent import check_lengths, check_stack
 
 #: the parameters that become convolution kernels; a cell's others (peepholes) stay per channel
@@ -93,8 +93,7 @@ class ConvRecurrent(nn.Module):
             raise ValueError(f"x must be (batch, time, channels, height, width), got shape {tuple(x.shape)}")
         B, T = x.shape[:2]
         lengths = check_lengths(lengths, T, B)
-        # the recurrence runs in the parameters' dtype: under autocast x may come in the autocast dtype (a CNN's)
-        x = x.to(self.layers[0].weight_hh.dtype)
+        x = in_parameter_dtype(x, self.layers[0].weight_hh.dtype, "ConvRecurrent's input")
         valid = None if lengths is None else (torch.arange(T).unsqueeze(1) < lengths).to(x.device)  # (T, B)
         finals = []
         for index, cell in enumerate(self.layers):

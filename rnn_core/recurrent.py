@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnn_core.cells import RecurrentCell, make_cell
+from rnn_core.cells import RecurrentCell, in_parameter_dtype, make_cell
 from rnn_core.fused import FusedRecurrence
 from rnn_core.kernels import kernel_for
 
@@ -146,8 +146,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"input must be 3-D (batch, time, features), got shape {tuple(x.shape)}")
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input has {x.shape[-1]} features per step; expected input_size={self.input_size}")
-        # the recurrence runs in the parameters' dtype: under autocast x may come in the autocast dtype (a Linear's)
-        x = x.to(getattr(self, self._name("weight_hh", 0, 0)).dtype)
+        x = in_parameter_dtype(x, getattr(self, self._name("weight_hh", 0, 0)).dtype, "Recurrent's input")
         if self.batch_first:
             x = x.transpose(0, 1)
         T, B = x.shape[0], x.shape[1]
@@ -173,8 +172,8 @@ class Recurrent(nn.Module):
         for name, s in zip(names, states, strict=True):
             if tuple(s.shape) != shape:
                 raise ValueError(f"initial state {name} has shape {tuple(s.shape)}; expected {shape}")
-        # in x's dtype: under autocast a state made by a Linear comes in the autocast dtype
-        return tuple(s.to(x.dtype) for s in states)
+        return tuple(in_parameter_dtype(s, x.dtype, f"initial state {name}") for name, s in zip(names, states,
+                                                                                                   strict=True))
 
     def _run_torch(self, x, lengths, states):
         kernel = getattr(_VF, self.cell.torch_kernel)

@@ -5,7 +5,7 @@ within the autocast dtype's round-off, takes inputs in the autocast dtype, and l
 import pytest
 import torch
 
-from rnn_core import CELLS, ConvRecurrent, GRUCell, Recurrent
+from rnn_core import CELLS, ConvRecurrent, GRUCell, LSTMCell, Recurrent
 
 LENGTHS = [7, 3, 1, 7, 5]  # unsorted, with the longest twice and a length of one
 #: every output, state and gradient under autocast: max |autocast - float32| <= RELATIVE * max |float32|, about eight
@@ -141,3 +141,13 @@ def test_conv_recurrent_float64_runs_in_float64_even_under_autocast(cell):
     for name, e in expected.items():
         assert actual[name].dtype == torch.float64, name
         torch.testing.assert_close(actual[name], e, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_an_input_of_another_dtype_outside_autocast_is_an_error_naming_both(dtype):
+    module = Recurrent("lstm", 4, 6)
+    with pytest.raises(TypeError, match=f"Recurrent's input has dtype {dtype} but the module's parameters are "
+                                        "torch.float32"):
+        module(torch.randn(2, 3, 4, dtype=dtype))
+    with pytest.raises(TypeError, match=f"the cell's input has dtype {dtype}"):
+        LSTMCell(4, 6)(torch.randn(2, 4, dtype=dtype))
