@@ -4,7 +4,7 @@
 
 For each device (CPU, and CUDA when present), cell and backend: forward milliseconds (inference, no autograd
 graph) and forward+backward milliseconds (training), each the median of the repeats after warm-up, and each
-row's ratio to torch.nn.LSTM measured in the same run.
+row's ratio to torch.nn.LSTM measured in the same run. benchmarks.gpu_check times the CUDA rows under autocast too.
 """
 
 from __future__ import annotations
@@ -21,18 +21,20 @@ import torch
 from rnn_core import CELLS, Recurrent
 
 
-def _forward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def _forward(module: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None = None) -> Callable[[], None]:
     def run():
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
             module(x)
 
     return run
 
 
-def _forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def _forward_backward(module: torch.nn.Module, x: torch.Tensor,
+                      autocast: torch.dtype | None = None) -> Callable[[], None]:
     def run():
-        out, _ = module(x)
-        out.sum().backward()
+        with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+            out, _ = module(x)
+        out.float().sum().backward()
 
     return run
 
@@ -56,7 +58,9 @@ def _interleaved_medians(fns: list[Callable[[], None]], device, warmup: int, rep
     return [statistics.median(kept) for kept in times]
 
 
-def run(steps: int, batch: int, size: int, repeats: int, warmup: int, devices: list[str]) -> list[dict]:
+def run(steps: int, batch: int, size: int, repeats: int, warmup: int, devices: list[str],
+        autocast: torch.dtype | None = None) -> list[dict]:
+    """Rows per device, cell and backend; with ``autocast``, every row (torch.nn.LSTM's too) runs under it."""
     rows = []
     for device_name in devices:
         device = torch.device(device_name)
@@ -67,8 +71,9 @@ def run(steps: int, batch: int, size: int, repeats: int, warmup: int, devices: l
             for backend in ("torch", "fused", "loop"):
                 if backend != "torch" or cell_type.torch_kernel is not None:
                     modules[cell, backend] = Recurrent(cell, size, size, backend=backend).to(device)
-        forward = _interleaved_medians([_forward(m, x) for m in modules.values()], device, warmup, repeats)
-        both = _interleaved_medians([_forward_backward(m, x) for m in modules.values()], device, warmup, repeats)
+        forward = _interleaved_medians([_forward(m, x, autocast) for m in modules.values()], device, warmup, repeats)
+        both = _interleaved_medians([_forward_backward(m, x, autocast) for m in modules.values()], device, warmup,
+                                    repeats)
         for (cell, backend), fwd, fb in zip(modules, forward, both, strict=True):
             rows.append(_row(device_name, cell, backend, fwd, fb, forward[0], both[0]))
     return rows
@@ -79,10 +84,11 @@ def _row(device, cell, backend, fwd, fb, ref_fwd, ref_fb) -> dict:
         "device": device,
         "cell": cell,
         "backend": backend,
-        "forward_ms": round(fwd, 2),
-        "forward_backward_ms": round(fb, 2),
-        "forward_ratio_to_nn_lstm": round(fwd / ref_fwd, 2),
-        "forward_backward_ratio_to_nn_lstm": round(fb / ref_fb, 2),
+        # four significant digits: a ratio rounded to two decimals read 0.0 when the reference had a slow spell
+        "forward_ms": float(f"{fwd:.4g}"),
+        "forward_backward_ms": float(f"{fb:.4g}"),
+        "forward_ratio_to_nn_lstm": float(f"{fwd / ref_fwd:.4g}"),
+        "forward_backward_ratio_to_nn_lstm": float(f"{fb / ref_fb:.4g}"),
     }
 
 

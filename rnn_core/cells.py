@@ -27,6 +27,18 @@ from torch import Tensor, nn
 State = tuple[Tensor, ...]
 
 
+def in_parameter_dtype(x: Tensor, dtype: torch.dtype, what: str) -> Tensor:
+    """``x`` in the parameters' ``dtype``: as it is, or cast from the autocast dtype (under autocast a Linear or a
+    CNN hands over its output in it). Any other dtype is an error naming both, as torch.nn's modules raise."""
+    if x.dtype == dtype:
+        return x
+    device = x.device.type
+    if torch.is_autocast_enabled(device) and x.dtype == torch.get_autocast_dtype(device):
+        return x.to(dtype)
+    raise TypeError(f"{what} has dtype {x.dtype} but the module's parameters are {dtype}; cast the input (e.g. "
+                    f"x.to({dtype})), the module (e.g. module.to({x.dtype})), or run under torch.autocast")
+
+
 class RecurrentCell(nn.Module):
     """Base class of all cells; see the module docstring for the interface."""
 
@@ -79,10 +91,11 @@ class RecurrentCell(nn.Module):
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """One step with the cell's own parameters: ``x (batch, input_size)`` -> ``(h, state)``."""
+        p = self.own_parameters()
+        x = in_parameter_dtype(x, p["weight_ih"].dtype, "the cell's input")
         if state is None:
             state = self.initial_state(x.shape[0], x)
-        p = self.own_parameters()
-        return self.step(F.linear(x, p["weight_ih"], p["bias_ih"]), state, p)
+        return self.step(F.linear(x, p["weight_ih"], p["bias_ih"]).to(x.dtype), state, p)
 
     def step(self, gi: Tensor, state: State, p: Mapping[str, Tensor]) -> tuple[Tensor, State]:
         """One step given the input projection ``gi``; cells whose hidden matmul is not ``W_hh h`` override this."""

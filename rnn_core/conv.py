@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnn_core.cells import CELLS, RecurrentCell, State, make_cell
+from rnn_core.cells import CELLS, RecurrentCell, State, in_parameter_dtype, make_cell
 from rnn_core.recurrent import check_lengths, check_stack
 
 #: the parameters that become convolution kernels; a cell's others (peepholes) stay per channel
@@ -71,7 +71,8 @@ class ConvRecurrent(nn.Module):
 
     def _step(self, cell: RecurrentCell, p: dict[str, Tensor], x: Tensor, state: State) -> State:
         padding = self.kernel_size // 2
-        gi = F.conv2d(x, p["weight_ih"], p["bias_ih"], padding=padding).movedim(1, -1)
+        # under autocast the convolutions come in the autocast dtype; the cell's pointwise math runs in x's
+        gi = F.conv2d(x, p["weight_ih"], p["bias_ih"], padding=padding).movedim(1, -1).to(x.dtype)
         gh = F.conv2d(state[0], p["weight_hh"], p["bias_hh"], padding=padding).movedim(1, -1)
         _, new = cell.pointwise(gi, gh, tuple(s.movedim(1, -1) for s in state), p)
         return tuple(s.movedim(-1, 1) for s in new)
@@ -92,6 +93,7 @@ class ConvRecurrent(nn.Module):
             raise ValueError(f"x must be (batch, time, channels, height, width), got shape {tuple(x.shape)}")
         B, T = x.shape[:2]
         lengths = check_lengths(lengths, T, B)
+        x = in_parameter_dtype(x, self.layers[0].weight_hh.dtype, "ConvRecurrent's input")
         valid = None if lengths is None else (torch.arange(T).unsqueeze(1) < lengths).to(x.device)  # (T, B)
         finals = []
         for index, cell in enumerate(self.layers):

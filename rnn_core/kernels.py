@@ -3,6 +3,9 @@
 Each kernel writes one step's pointwise ops in place into preallocated buffers (the gate activations overwrite the
 projection) and, going back, the step's gate gradients; it keeps the cell's sigmoid gates side by side
 (``gate_order``) so one call activates them all.
+
+The buffers, states and pointwise ops are in the input's dtype; every matmul runs in the dtype of its weight
+(``w_hh``), which under autocast is the autocast dtype (see ``matmul_into``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,15 @@ from rnn_core.cells import CoupledLSTMCell, ElmanCell, GRUCell, LSTMCell, Peepho
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input
 _tanh_grad = torch.ops.aten.tanh_backward.default
+
+
+def matmul_into(out: Tensor, a: Tensor, w: Tensor, add: Tensor | None = None) -> Tensor:
+    """out = a @ w (+ add). Under autocast the weight w comes in the autocast dtype: the product runs in it (a cast
+    to it) and is then added in out's wider dtype, as torch.nn's own CPU kernels do; otherwise it is one (add)mm."""
+    if w.dtype == out.dtype:
+        return torch.mm(a, w, out=out) if add is None else torch.addmm(add, a, w, out=out)
+    product = torch.mm(a.to(w.dtype), w)
+    return out.copy_(product) if add is None else torch.add(add, product, out=out)
 
 
 class Kernel:
@@ -52,7 +64,7 @@ class ElmanKernel(Kernel):
         for t in range(T):
             b = sizes[t]
             a = gates[t, :b]
-            a.addmm_(h[:b], w_t)
+            matmul_into(a, h[:b], w_t, add=a)
             torch.tanh(a, out=out[t, :b])
             h = out[t]
         return out, None, (out,)
@@ -66,7 +78,7 @@ class ElmanKernel(Kernel):
             dh_t += d_out[t, :b]
             dg = d_gates[t, :b]
             _tanh_backward(dh_t, out[t, :b], grad_input=dg)
-            torch.mm(dg, w_hh, out=dh_t)
+            matmul_into(dh_t, dg, w_hh)
         return d_gates, d_gates, dh, None, ()
 
 
@@ -83,7 +95,7 @@ class LSTMKernel(Kernel):
         for t in range(T):
             b = sizes[t]
             a = gates[t, :b]
-            a.addmm_(h[:b], w_t)
+            matmul_into(a, h[:b], w_t, add=a)
             a[:, : 3 * H].sigmoid_()
             a[:, 3 * H :].tanh_()
             c_t = cells[t, :b]
@@ -113,7 +125,7 @@ class LSTMKernel(Kernel):
             dc_t.mul_(f)
             _sigmoid_backward(dg[:, : 3 * H], a[:, : 3 * H], grad_input=dg[:, : 3 * H])
             _tanh_backward(dg[:, 3 * H :], g, grad_input=dg[:, 3 * H :])
-            torch.mm(dg, w_hh, out=dh_t)
+            matmul_into(dh_t, dg, w_hh)
         return d_gates, d_gates, dh, dc, ()
 
 
@@ -133,7 +145,7 @@ class PeepholeLSTMKernel(Kernel):
         for t in range(T):
             b = sizes[t]
             a = gates[t, :b]
-            a.addmm_(h[:b], w_t)
+            matmul_into(a, h[:b], w_t, add=a)
             c_prev = c[:b]
             a[:, : 2 * H].view(b, 2, H).addcmul_(c_prev.unsqueeze(1), w_cif).sigmoid_()
             a[:, 3 * H :].tanh_()
@@ -172,7 +184,7 @@ class PeepholeLSTMKernel(Kernel):
             dc_t.mul_(f)
             dc_t.addcmul_(dg[:, :H], w_ci)  # two addcmuls: faster than a broadcast product and a sum
             dc_t.addcmul_(dg[:, H : 2 * H], w_cf)
-            torch.mm(dg, w_hh, out=dh_t)
+            matmul_into(dh_t, dg, w_hh)
         # the peephole gradients as one reduction over all steps
         c_prev_all = torch.cat((c0.unsqueeze(0), cells[:-1]))
         d_w_cif = (d_gates[..., : 2 * H].unflatten(-1, (2, H)) * c_prev_all.unsqueeze(2)).sum((0, 1))
@@ -193,7 +205,7 @@ class CoupledLSTMKernel(Kernel):
         for t in range(T):
             b = sizes[t]
             a = gates[t, :b]
-            a.addmm_(h[:b], w_t)
+            matmul_into(a, h[:b], w_t, add=a)
             a[:, : 2 * H].sigmoid_()
             a[:, 2 * H :].tanh_()
             f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
@@ -226,7 +238,7 @@ class CoupledLSTMKernel(Kernel):
             dc_t.mul_(f)
             _sigmoid_backward(dg[:, : 2 * H], a[:, : 2 * H], grad_input=dg[:, : 2 * H])
             _tanh_backward(d_g, g, grad_input=d_g)
-            torch.mm(dg, w_hh, out=dh_t)
+            matmul_into(dh_t, dg, w_hh)
         return d_gates, d_gates, dh, dc, ()
 
 
@@ -244,7 +256,7 @@ class GRUKernel(Kernel):
         for t in range(T):
             b = sizes[t]
             a = gates[t, :b]
-            gh = torch.addmm(b_hh, h[:b], w_t, out=hidden[t, :b])
+            gh = matmul_into(hidden[t, :b], h[:b], w_t, add=b_hh)
             a[:, : 2 * H].add_(gh[:, : 2 * H]).sigmoid_()
             r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
             n.addcmul_(r, gh[:, 2 * H :]).tanh_()
@@ -275,7 +287,7 @@ class GRUKernel(Kernel):
             _sigmoid_backward(dgh[:, : 2 * H], a[:, : 2 * H], grad_input=dgh[:, : 2 * H])
             torch.mul(dn, r, out=dgh[:, 2 * H :])
             dh_t.mul_(z)
-            dh_t.addmm_(dgh, w_hh)
+            matmul_into(dh_t, dgh, w_hh, add=dh_t)
         d_input[..., : 2 * H] = d_hidden[..., : 2 * H]  # only n's input gradient differs from the hidden one
         return d_input, d_hidden, dh, None, ()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnn_core.cells import RecurrentCell, make_cell
+from rnn_core.cells import RecurrentCell, in_parameter_dtype, make_cell
 from rnn_core.fused import FusedRecurrence
 from rnn_core.kernels import kernel_for
 
@@ -145,6 +146,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"input must be 3-D (batch, time, features), got shape {tuple(x.shape)}")
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input has {x.shape[-1]} features per step; expected input_size={self.input_size}")
+        x = in_parameter_dtype(x, getattr(self, self._name("weight_hh", 0, 0)).dtype, "Recurrent's input")
         if self.batch_first:
             x = x.transpose(0, 1)
         T, B = x.shape[0], x.shape[1]
@@ -170,7 +172,8 @@ class Recurrent(nn.Module):
         for name, s in zip(names, states, strict=True):
             if tuple(s.shape) != shape:
                 raise ValueError(f"initial state {name} has shape {tuple(s.shape)}; expected {shape}")
-        return states
+        return tuple(in_parameter_dtype(s, x.dtype, f"initial state {name}") for name, s in zip(names, states,
+                                                                                                   strict=True))
 
     def _run_torch(self, x, lengths, states):
         kernel = getattr(_VF, self.cell.torch_kernel)
@@ -182,16 +185,22 @@ class Recurrent(nn.Module):
         ]
         hx = list(states) if self.cell.has_cell_state else states[0]
         flags = (True, self.num_layers, self.dropout, self.training, self.bidirectional)
-        if lengths is None:
-            out, *final = kernel(x, hx, weights, *flags, False)
-            return out, tuple(final)
-        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
-        order = packed.sorted_indices
-        hx = [h.index_select(1, order) for h in hx] if self.cell.has_cell_state else hx.index_select(1, order)
-        data, *final = kernel(packed.data, packed.batch_sizes, hx, weights, *flags)
-        packed_out = PackedSequence(data, packed.batch_sizes, order, packed.unsorted_indices)
-        out, _ = pad_packed_sequence(packed_out, total_length=x.shape[0])
-        return out, tuple(f.index_select(1, packed.unsorted_indices) for f in final)
+        # Under CPU autocast, oneDNN's LSTM is handed bfloat16 weights and, on CPUs without bfloat16 support, cannot
+        # build its primitive; torch's native kernel runs there instead (matmuls in bfloat16, states in float32).
+        cpu_autocast = x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+        with _without_onednn() if cpu_autocast else contextlib.nullcontext():
+            if lengths is None:
+                out, *final = kernel(x, hx, weights, *flags, False)
+            else:
+                packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+                order = packed.sorted_indices
+                hx = [h.index_select(1, order) for h in hx] if self.cell.has_cell_state else hx.index_select(1, order)
+                data, *final = kernel(packed.data, packed.batch_sizes, hx, weights, *flags)
+                packed_out = PackedSequence(data, packed.batch_sizes, order, packed.unsorted_indices)
+                out, _ = pad_packed_sequence(packed_out, total_length=x.shape[0])
+                final = [f.index_select(1, packed.unsorted_indices) for f in final]
+        # cuDNN (and the native Elman RNN) return the autocast dtype; every backend returns the parameters'
+        return out.to(x.dtype), tuple(f.to(x.dtype) for f in final)
 
     def _run_layers(self, x, lengths, states, backend):
         T = x.shape[0]
@@ -246,6 +255,17 @@ class Recurrent(nn.Module):
         )
 
 
+@contextlib.contextmanager
+def _without_onednn():
+    """oneDNN off for a block; only that flag, where torch.backends.mkldnn.flags resets its other flags too."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
+
+
 def _reverse_index(lengths: Tensor, T: int) -> Tensor:
     """(T, B) time indices that reverse each sequence within its own length and leave its padding in place."""
     t = torch.arange(T).unsqueeze(1)
@@ -258,7 +278,8 @@ def _gather_time(seq: Tensor, index: Tensor) -> Tensor:
 
 def _run_loop(cell: RecurrentCell, seq, lengths, initial, p):
     """Autograd through a plain loop over time; past a sequence's end the state is held and the output is zero."""
-    inputs = F.linear(seq, p["weight_ih"], p["bias_ih"])
+    # under autocast the projection comes in the autocast dtype; the cell's pointwise math runs in the parameters'
+    inputs = F.linear(seq, p["weight_ih"], p["bias_ih"]).to(seq.dtype)
     alive = None if lengths is None else (torch.arange(seq.shape[0]).unsqueeze(1) < lengths).to(seq.device)
     state, outputs = initial, []
     for t in range(seq.shape[0]):

@@ -1,6 +1,7 @@
 """The contracts every app keeps, tested once over the registry of app cases (tests/app_cases.py): every config fits,
 DDP on 2 CPU processes gives the metrics of 1, a run killed mid-epoch resumes exactly, W&B offline holds the config
-and the pictures, --trainer.default_root_dir holds the whole run, --help documents the options."""
+and the pictures, --trainer.default_root_dir holds the whole run, bf16 mixed precision fits, tests and predicts,
+--help documents the options."""
 
 from __future__ import annotations
 
@@ -141,6 +142,27 @@ def test_default_root_dir_holds_the_whole_run_and_best_is_found_there(case, tmp_
     assert list(root.rglob("metrics.csv"))
     tested = main(["test", *case.flags(tmp_path), "--ckpt_path=best", f"--trainer.default_root_dir={root}"])
     assert tested.trainer.ckpt_path == fit.trainer.checkpoint_callback.best_model_path
+
+
+@by_case
+def test_bf16_mixed_precision_fits_tests_and_predicts(case, tmp_path, monkeypatch):
+    """--trainer.precision=bf16-mixed on the CPU: one training step, then test (and predict, where the app predicts
+    on its test data with no input of its own) from a checkpoint of it, with finite results."""
+    monkeypatch.chdir(tmp_path)
+    main, fast, bf16 = main_of(case), case.flags(tmp_path), "--trainer.precision=bf16-mixed"
+    fit = main(["fit", *fast, bf16, "--trainer.fast_dev_run=true"])
+    assert fit.trainer.state.finished and fit.trainer.global_step == 1 and fit.trainer.precision == "bf16-mixed"
+    checkpoint = tmp_path / "bf16.ckpt"  # fast_dev_run writes none itself
+    fit.trainer.save_checkpoint(checkpoint)
+    tested = main(["test", *fast, bf16, "--trainer.limit_test_batches=2", f"--ckpt_path={checkpoint}"])
+    for name in case.test_metrics:
+        assert tested.trainer.callback_metrics[name].isfinite(), name
+    if case.predict_on_test:
+        predictions = tmp_path / "predictions.csv"
+        main(["predict", *fast, bf16, "--trainer.limit_predict_batches=2", f"--ckpt_path={checkpoint}",
+              *case.predict_on_test, f"--prediction_writer.path={predictions}"])
+        rows = pd.read_csv(predictions).select_dtypes("number")
+        assert len(rows) and rows.notna().all().all(), rows
 
 
 @by_case

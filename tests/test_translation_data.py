@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from apps.translation.data import BucketSampler, PairDataset, TranslationDataModule, collate
+from apps.translation.data import PairDataset, TranslationDataModule, collate
+from apps.translation.sampler import BucketSampler
 from apps.translation.text import BOS, EOS, PAD, english_number, generated_pairs, german_number, train_tokenizer
 
 

@@ -136,7 +136,8 @@ class AppModule(pl.LightningModule):
             return
         values = self.metrics(records, stage)
         # every process computed the same values from the same gathered records: no further reduction
-        shown = {f"{stage}_loss", self.monitor.replace("val_", f"{stage}_")}
+        monitor = getattr(self.trainer.checkpoint_callback, "monitor", None) or self.monitor
+        shown = {f"{stage}_loss", monitor.replace("val_", f"{stage}_", 1)}
         for name, value in values.items():
             self.log(name, float(value), prog_bar=name in shown)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
