@@ -149,8 +149,9 @@ class LanguageModelData(AppData):
             raise ValueError(f"{source}: " + (f"prompt {empty[0]} has no tokens" if empty else "no prompt"))
         return prompts
 
-    def streams(self, split: str) -> DataLoader:
-        """This process's streams of a split, batch after batch in order (never shuffled): in training
+    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        """AppData's loader of train, val and test: this process's streams of the split, batch after batch in order
+        (never shuffled, whatever ``shuffle`` says): in training
         ``batch_size`` streams of its own; in evaluation a contiguous share of ``batch_size`` streams in all."""
         hp, trainer, training = self.hparams, self.trainer, split == "train"
         processes, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
@@ -165,15 +166,6 @@ class LanguageModelData(AppData):
         # whole batches from the dataset, in order: a DistributedSampler of one replica, so that Lightning keeps it
         in_order = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=False)
         return DataLoader(dataset, batch_size=None, sampler=in_order)
-
-    def train_dataloader(self) -> DataLoader:
-        return self.streams("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self.streams("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.streams("test")
 
     def predict_dataloader(self) -> DataLoader:
         # a batch stays a list of prompts (their token lists differ in length): the model pads them
