@@ -28,7 +28,7 @@ PUBLISHED = [
 
 def run(data: str, horizon: int, epochs: int | None, output: str) -> dict:
     common = ["--config", str(CONFIG), f"--data.path={data}", f"--data.horizon={horizon}",
-              f"--trainer.default_root_dir={output}", f"--trainer.logger.init_args.save_dir={output}"]
+              f"--trainer.default_root_dir={output}"]
     if epochs is not None:
         common.append(f"--trainer.max_epochs={epochs}")
     start = time.perf_counter()

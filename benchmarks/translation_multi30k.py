@@ -25,7 +25,7 @@ ANCHORS = [
 
 def run(data: str, output: str, epochs: int | None, extra: list[str]) -> dict:
     common = ["--config", str(ROOT / "configs/translation/multi30k.yaml"), f"--data.path={data}",
-              f"--trainer.default_root_dir={output}", f"--trainer.logger.init_args.save_dir={output}", *extra]
+              f"--trainer.default_root_dir={output}", *extra]
     if epochs is not None:
         common.append(f"--trainer.max_epochs={epochs}")
     start = time.perf_counter()
