@@ -1,3 +1,4 @@
 from apps.captioning import main
+from apps.common.errors import exit_on_user_error
 
-main()
+exit_on_user_error(main)

@@ -1,3 +1,4 @@
+from apps.common.errors import exit_on_user_error
 from apps.video import main
 
-main()
+exit_on_user_error(main)
