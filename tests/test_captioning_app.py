@@ -54,12 +54,6 @@ def test_fit_test_and_predict_from_the_checkpoint_alone(tmp_path, monkeypatch, c
     assert all(isinstance(r["caption"], str) and r["score"] <= 0 for r in rows)
 
 
-def test_predict_without_a_checkpoint_says_what_is_missing(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(RuntimeError, match="predict needs a trained model: pass --ckpt_path"):
-        main(["predict", *FAST, f"--data.predict_path={tmp_path}"])
-
-
 def test_backbone_is_frozen_until_its_epoch_then_trains(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = main(["fit", *FAST, "--trainer.max_epochs=2", "--trainer.limit_train_batches=2",

@@ -1,7 +1,7 @@
 """The contracts every app keeps, tested once over the registry of app cases (tests/app_cases.py): every config fits,
 DDP on 2 CPU processes gives the metrics of 1, a run killed mid-epoch resumes exactly, W&B offline holds the config
 and the pictures, --trainer.default_root_dir holds the whole run, bf16 mixed precision fits, tests and predicts,
---help documents the options."""
+--help documents the options, a checkpoint that cannot serve is one message."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from apps.common.errors import UserError
 from tests.app_cases import CASES, AppCase
 from tests.conftest import ROOT, metrics_csv, run_app
 
@@ -179,3 +180,29 @@ def test_help_and_print_config_document_every_option(case, capsys):
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["trainer"]["default_root_dir"].startswith(f"outputs/{case.name}")
     assert config["checkpoint"]["monitor"].startswith("val_") and config["checkpoint"]["mode"] in ("min", "max")
+
+
+@by_case
+def test_a_checkpoint_that_cannot_serve_is_one_message(case, tmp_path, monkeypatch):
+    """validate, test and predict without a trained model, with best or last finding nothing, with a truncated file
+    or with another app's checkpoint: each a UserError naming the option and the file, before any work."""
+    monkeypatch.chdir(tmp_path)
+    main, fast = main_of(case), case.flags(tmp_path)
+    for command in ("validate", "test", "predict"):
+        with pytest.raises(UserError, match=f"^{command} needs a trained model: pass --ckpt_path"):
+            main([command, *fast])
+    for kind in ("best", "last"):
+        with pytest.raises(UserError, match=f"--ckpt_path {kind}: no checkpoints/{kind}.* under {tmp_path}/empty"):
+            main(["test", *fast, f"--ckpt_path={kind}", f"--trainer.default_root_dir={tmp_path / 'empty'}"])
+    with pytest.raises(UserError, match=f"--ckpt_path {tmp_path}/missing.ckpt: no such file"):
+        main(["test", *fast, f"--ckpt_path={tmp_path}/missing.ckpt"])
+    fit = main(["fit", *fast, "--trainer.fast_dev_run=true"])
+    checkpoint, truncated = tmp_path / "model.ckpt", tmp_path / "truncated.ckpt"
+    fit.trainer.save_checkpoint(checkpoint)
+    truncated.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    with pytest.raises(UserError, match=f"{truncated}: not a checkpoint, or a truncated one"):
+        main(["test", *fast, f"--ckpt_path={truncated}"])
+    other = CASES[(CASES.index(case) + 1) % len(CASES)]
+    written_by = f"{checkpoint}: a checkpoint of apps.{case.name}.model.* not of apps.{other.name}"
+    with pytest.raises(UserError, match=written_by):
+        main_of(other)(["test", *other.flags(tmp_path), f"--ckpt_path={checkpoint}"])

@@ -100,10 +100,36 @@ def test_wandb_without_credentials_goes_offline(tmp_path, monkeypatch):
     assert os.environ["WANDB_MODE"] == "offline"
 
 
-def test_ckpt_path_last_without_checkpoints_starts_from_scratch(tmp_path, monkeypatch):
+def test_ckpt_path_last_without_checkpoints_fits_from_scratch(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.warns(UserWarning, match="no checkpoints/last"):
         cli = main(["fit", *[a for a in FAST if "progress_bar" not in a], "--ckpt_path=last",
                      "--trainer.fast_dev_run=true"])
     assert cli.trainer.global_step == 1
     assert cli.trainer.progress_bar_callback is not None
+
+
+def test_user_errors_are_one_message_and_bugs_keep_their_traceback(tmp_path):
+    """On the command line: a parser error names the option with the nearest known ones and no usage text, a YAML
+    syntax error names the file, line and column, a UserError is one line and exit status 2, and
+    RNN_APPS_TRACEBACK=1 shows its traceback."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  lr: [0.1,\n")
+    cases = {
+        ("fit", "--model.hiden_size=3"): ["error: unrecognized arguments: --model.hiden_size=3",
+                                          "did you mean --model.hidden_size?",
+                                          "(all options: python -m apps.forecasting fit --help)"],
+        ("fit", "--model.lr=abc"): ["error: --model.lr:", "Expected a <class 'float'>. Got value: abc"],
+        ("fit", "--config", str(broken)): [f"error: --config {broken}, line 3, column 1: not valid YAML"],
+        ("fit", "--config", str(tmp_path / "none.yaml")): [f"error: --config {tmp_path / 'none.yaml'}: no such file"],
+        ("test",): ["error: test needs a trained model: pass --ckpt_path"],
+    }
+    for args, lines in cases.items():
+        done = run_app(list(args), tmp_path, check=False)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "usage:" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) <= 4, done.stderr
+        for line in lines:
+            assert line in done.stderr, (line, done.stderr)
+    shown = run_app(["test"], tmp_path, check=False, env={"RNN_APPS_TRACEBACK": "1"})
+    assert shown.returncode != 0 and "Traceback" in shown.stderr and "UserError: test needs" in shown.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from apps.translation import main
@@ -48,9 +47,3 @@ def test_predict_reads_standard_input(tmp_path):
     (path,) = (tmp_path / "outputs/translation/predictions").glob("*.jsonl")
     assert f"written to {path.relative_to(tmp_path)}" in done.stdout
     assert json.loads(path.read_text())["source"] == "forty two"
-
-
-def test_predict_without_a_checkpoint_says_what_is_missing(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(RuntimeError, match="predict needs a trained model: pass --ckpt_path"):
-        main(["predict", *FAST])

@@ -11,27 +11,83 @@
   cannot find it in the new run's empty folder); ``--ckpt_path best`` the best ``best*.ckpt`` of every run there,
   by the monitored metric;
 - the resolved config is saved as ``config.yaml`` beside the checkpoints of that run and sent to W&B;
-- W&B without credentials runs offline instead of asking for a login.
+- W&B without credentials runs offline instead of asking for a login;
+- a bad option, config file or checkpoint is one message naming it (a UserError, or a parser error with a hint),
+  not the usage text or a traceback; validate, test and predict refuse to run without a trained model.
 """
 
 from __future__ import annotations
 
+import difflib
 import netrc
 import os
+import re
+import sys
 from pathlib import Path
 
 import yaml
 from lightning.pytorch import Callback, LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from apps.common.artefacts import read_checkpoint
+from apps.common.artefacts import WRITER_KEY, read_checkpoint
 from apps.common.callbacks import PredictionWriter, RNGState, run_dir
+from apps.common.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class AppArgumentParser(LightningArgumentParser):
+    """A parser error is the message, the option it names written as a flag, the nearest known options and where
+    the full list is, instead of the whole usage text."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        message = re.sub(r'Parser key "([^"]+)"', r"--\1", message)
+        known = [option for option in parser._option_string_actions if option.startswith("--")]
+        unknown = re.findall(r"(--[\w.]+)", message.split("arguments:", 1)[1]) if "arguments:" in message else []
+        near = sorted({near for option in unknown for near in difflib.get_close_matches(option, known, 2, 0.75)})
+        hint = f"did you mean {', '.join(near)}? " if near else ""
+        sys.stderr.write(f"error: {message}\n{hint}(all options: {parser.prog.replace(' [options]', '')} --help)\n")
+        self.exit(2)
+
+
+def check_config_files(args: list[str]) -> None:
+    """Every ``--config`` file exists and is valid YAML; a syntax error names the file, line and column (the parser
+    would name only "<unicode string>")."""
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            path = args[i + 1]
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        else:
+            continue
+        if path.lstrip().startswith(("{", "[")) or "\n" in path:  # a config given inline, not a file
+            continue
+        if not Path(path).is_file():
+            raise UserError(f"--config {path}: no such file")
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
+            raise UserError(f"--config {where}: not valid YAML ({getattr(error, 'problem', None) or error})") from None
+
+
+def check_checkpoint(path: str, model_class: type[LightningModule], app: str) -> None:
+    """The checkpoint exists, loads, and was written by this app's model."""
+    if not Path(path).is_file():
+        raise UserError(f"--ckpt_path {path}: no such file")
+    written_by = read_checkpoint(path).get(WRITER_KEY)
+    expected = f"{model_class.__module__}.{model_class.__qualname__}"
+    if written_by and written_by != expected:
+        raise UserError(f"--ckpt_path {path}: a checkpoint of {written_by}, not of {expected} "
+                        f"(python -m apps.{app}); use it with the app that wrote it")
 
 
 class LatestCheckpoint(ModelCheckpoint):
@@ -112,11 +168,14 @@ class AppCLI(LightningCLI):
         self.app_callbacks = {"checkpoint": ModelCheckpoint, "prediction_writer": PredictionWriter, **(callbacks or {})}
         self.links = links or []
         default_config = CONFIG_DIR / app / "default.yaml"
+        check_config_files(sys.argv[1:] if args is None else list(args))
         super().__init__(
             model_class,
             datamodule_class,
             save_config_callback=ConfigBesideCheckpoints,
-            parser_kwargs={sub: {"default_config_files": [str(default_config)]} for sub in SUBCOMMANDS},
+            parser_class=AppArgumentParser,
+            parser_kwargs={"prog": f"python -m apps.{app}",
+                           **{sub: {"default_config_files": [str(default_config)]} for sub in SUBCOMMANDS}},
             trainer_defaults={"callbacks": [RNGState(), LatestCheckpoint()]},
             seed_everything_default=0,
             auto_configure_optimizers=False,
@@ -138,21 +197,29 @@ class AppCLI(LightningCLI):
             parser.link_arguments(source, target, apply_on=apply_on)
 
     def parse_arguments(self, parser, args) -> None:
-        """Parses, then turns ``--ckpt_path last|best`` into the file it means (before LightningCLI reads the
-        checkpoint's hyperparameters)."""
+        """Parses, then turns ``--ckpt_path last|best`` into the file it means and checks the checkpoint (before
+        LightningCLI reads its hyperparameters). Only fit may start without one."""
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else None
-        if config is None or config.get("ckpt_path") not in ("last", "best"):
+        if config is None:
             return
-        kind, root = config.ckpt_path, Path(config.trainer.default_root_dir or ".")
-        found = find_checkpoint(root, kind, config.checkpoint.monitor, config.checkpoint.mode)
-        if found is None:
-            rank_zero_warn(f"--ckpt_path {kind}: no checkpoints/{kind}*.ckpt under {root}; "
-                           + ("starting from scratch" if subcommand == "fit" else "using the model as built"))
-        else:
-            rank_zero_info(f"--ckpt_path {kind}: {found}")
-        config.ckpt_path = None if found is None else str(found)
+        if config.get("ckpt_path") in ("last", "best"):
+            kind, root = config.ckpt_path, Path(config.trainer.default_root_dir or ".")
+            found = find_checkpoint(root, kind, config.checkpoint.monitor, config.checkpoint.mode)
+            if found is None and subcommand != "fit":
+                raise UserError(f"--ckpt_path {kind}: no checkpoints/{kind}*.ckpt under {root} "
+                                "(--trainer.default_root_dir); fit first, or pass a checkpoint file")
+            if found is None:
+                rank_zero_warn(f"--ckpt_path {kind}: no checkpoints/{kind}*.ckpt under {root}; starting from scratch")
+            else:
+                rank_zero_info(f"--ckpt_path {kind}: {found}")
+            config.ckpt_path = None if found is None else str(found)
+        if config.get("ckpt_path"):
+            check_checkpoint(config.ckpt_path, self.model_class, self.app)
+        elif subcommand != "fit":
+            raise UserError(f"{subcommand} needs a trained model: pass --ckpt_path (a checkpoint file, or best or "
+                            "last for the runs under --trainer.default_root_dir)")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]

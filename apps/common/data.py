@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from apps.common.artefacts import read_artefacts
+from apps.common.errors import UserError
 
 #: the splits each stage reads
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
@@ -49,6 +50,10 @@ class AppData(pl.LightningDataModule):
         names = tuple(name for name in STAGE_SPLITS[stage] if name not in self.splits)
         if names:
             self.splits.update(self.make_splits(names))
+        for name in STAGE_SPLITS[stage]:  # an empty split would end a run with nothing written, or in collate
+            if hasattr(self.splits[name], "__len__") and len(self.splits[name]) == 0:
+                raise UserError(f"the {name} split is empty: no sample passed the data options (--data.*) that "
+                                f"choose and filter it for {stage}")
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
         """A plain DataLoader of a split (Lightning adds the distributed sampler), persistent workers."""

@@ -21,7 +21,7 @@ import lightning.pytorch as pl
 import torch
 from matplotlib.figure import Figure
 
-from apps.common.artefacts import ARTEFACTS_KEY, check_artefacts
+from apps.common.artefacts import ARTEFACTS_KEY, WRITER_KEY, check_artefacts
 from apps.common.callbacks import log_figure, run_dir
 from apps.common.metrics import gather_by_index
 
@@ -90,6 +90,7 @@ class AppModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[ARTEFACTS_KEY] = self.artefacts
+        checkpoint[WRITER_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self.artefacts is None:  # Model.load_from_checkpoint outside a Trainer: the data never set it
