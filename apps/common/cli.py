@@ -30,7 +30,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from apps.common.artefacts import read_checkpoint
 from apps.common.callbacks import PredictionWriter, RNGState, run_dir
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # shipped in the package; the clone links configs/ here
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
