@@ -24,19 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnn_core.checks import in_parameter_dtype
+
 State = tuple[Tensor, ...]
-
-
-def in_parameter_dtype(x: Tensor, dtype: torch.dtype, what: str) -> Tensor:
-    """``x`` in the parameters' ``dtype``: as it is, or cast from the autocast dtype (under autocast a Linear or a
-    CNN hands over its output in it). Any other dtype is an error naming both, as torch.nn's modules raise."""
-    if x.dtype == dtype:
-        return x
-    device = x.device.type
-    if torch.is_autocast_enabled(device) and x.dtype == torch.get_autocast_dtype(device):
-        return x.to(dtype)
-    raise TypeError(f"{what} has dtype {x.dtype} but the module's parameters are {dtype}; cast the input (e.g. "
-                    f"x.to({dtype})), the module (e.g. module.to({x.dtype})), or run under torch.autocast")
 
 
 class RecurrentCell(nn.Module):

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnn_core.cells import CELLS, RecurrentCell, State, in_parameter_dtype, make_cell
-from rnn_core.recurrent import check_lengths, check_stack
+from rnn_core.cells import CELLS, RecurrentCell, State, make_cell
+from rnn_core.checks import check_lengths, check_maps, check_stack, in_parameter_dtype
 
 #: the parameters that become convolution kernels; a cell's others (peepholes) stay per channel
 _PROJECTIONS = {"weight_ih": "bias_ih", "weight_hh": "bias_hh"}
@@ -48,7 +48,7 @@ class ConvRecurrent(nn.Module):
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and positive (the state keeps the grid), got {kernel_size}")
         check_stack(num_layers, dropout)
-        self.kernel_size, self.hidden_channels = kernel_size, hidden_channels
+        self.kernel_size, self.input_channels, self.hidden_channels = kernel_size, input_channels, hidden_channels
         self.layers = nn.ModuleList(
             self._conv_cell(cell, input_channels if layer == 0 else hidden_channels, hidden_channels)
             for layer in range(num_layers))
@@ -77,6 +77,14 @@ class ConvRecurrent(nn.Module):
         _, new = cell.pointwise(gi, gh, tuple(s.movedim(1, -1) for s in state), p)
         return tuple(s.movedim(-1, 1) for s in new)
 
+    def _checked(self, x, lengths) -> tuple[Tensor, Tensor | None]:
+        """forward's arguments checked (rnn_core.checks): x in the parameters' dtype, lengths None when all are T."""
+        weight = self.layers[0].weight_hh
+        check_maps(x, self.input_channels, weight)
+        B, T = x.shape[:2]
+        x = in_parameter_dtype(x, weight.dtype, "ConvRecurrent's input x")
+        return x, check_lengths(lengths, T, B, takes_state=False)
+
     def forward(self, x: Tensor, lengths: Tensor | Sequence[int] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Runs every layer over the sequence.
 
@@ -87,13 +95,12 @@ class ConvRecurrent(nn.Module):
 
         Returns:
             outputs (B, T, hidden, H, W) of the top layer, and the final state: one tensor
-            (num_layers, B, hidden, H, W) per state name (h, or h and c).
+            (num_layers, B, hidden, H, W) per state name (h, or h and c). An empty batch gives empty ones.
+
+        Raises ValueError (a wrong shape or value) or TypeError (a wrong kind or dtype) naming the argument at fault.
         """
-        if x.dim() != 5:
-            raise ValueError(f"x must be (batch, time, channels, height, width), got shape {tuple(x.shape)}")
+        x, lengths = self._checked(x, lengths)
         B, T = x.shape[:2]
-        lengths = check_lengths(lengths, T, B)
-        x = in_parameter_dtype(x, self.layers[0].weight_hh.dtype, "ConvRecurrent's input")
         valid = None if lengths is None else (torch.arange(T).unsqueeze(1) < lengths).to(x.device)  # (T, B)
         finals = []
         for index, cell in enumerate(self.layers):

@@ -61,8 +61,8 @@ class FusedRecurrence(torch.autograd.Function):
             bias = b_ih + b_hh if kernel.fold_hidden_bias else b_ih
             w_ih, w_hh = w_ih.to(matmul_dtype), w_hh.to(matmul_dtype)
             # time-major: each step's rows are contiguous, which the per-step ops need more than a saved copy of x
-            x_flat = x.contiguous().view(T * B, -1)
-            gates = matmul_into(x.new_empty(T * B, w_ih.shape[0]), x_flat, w_ih.t(), add=bias).view(T, B, -1)
+            x_flat = x.contiguous().view(T * B, x.shape[-1])  # sizes spelt out: B may be 0
+            gates = matmul_into(x.new_empty(T * B, w_ih.shape[0]), x_flat, w_ih.t(), add=bias).view(T, B, w_ih.shape[0])
             out, cells, saved = kernel.forward(gates, h0, c0, w_hh, b_hh, extras, sizes)
             if lengths is None:
                 finals = [s[-1].clone() for s in (out, cells) if s is not None]
@@ -80,7 +80,7 @@ class FusedRecurrence(torch.autograd.Function):
     def backward(ctx, d_out, d_hn, d_cn=None):
         x_flat, h0, c0, w_ih, w_hh, out, *extras = ctx.saved_tensors
         kernel = ctx.kernel
-        T, B, _ = out.shape
+        T, B, H = out.shape
         with torch.autocast(out.device.type, enabled=False):
             dh = d_hn.clone(memory_format=torch.contiguous_format)
             dc = d_cn.clone(memory_format=torch.contiguous_format) if ctx.has_c else None
@@ -90,15 +90,16 @@ class FusedRecurrence(torch.autograd.Function):
             db_hh = db_ih if kernel.fold_hidden_bias else d_hid.sum((0, 1))
             # the gradient matmuls in the forward's matmul dtype too (the weights' saved dtype); autograd casts each
             # gradient to its input's dtype
-            d_in_mm = d_in.view(T * B, -1).to(w_ih.dtype)
-            d_hid_mm = d_in_mm.view(T, B, -1) if d_hid is d_in else d_hid.to(w_ih.dtype)
-            dx = torch.mm(d_in_mm, w_ih).view(T, B, -1) if ctx.needs_input_grad[1] else None
+            G = d_in.shape[-1]
+            d_in_mm = d_in.view(T * B, G).to(w_ih.dtype)
+            d_hid_mm = d_in_mm.view(T, B, G) if d_hid is d_in else d_hid.to(w_ih.dtype)
+            dx = torch.mm(d_in_mm, w_ih).view(T, B, w_ih.shape[1]) if ctx.needs_input_grad[1] else None
             dw_ih = d_in_mm.t().mm(x_flat)
             # sum_t dG_t^T h_{t-1}: step 0 with h0, the rest in one matmul
             dw_hh = d_hid_mm[0].t().mm(h0.to(w_hh.dtype))
             if T > 1:
-                dw_hh.addmm_(d_hid_mm[1:].reshape((T - 1) * B, -1).t(),
-                             out[:-1].reshape((T - 1) * B, -1).to(w_hh.dtype))
+                dw_hh.addmm_(d_hid_mm[1:].reshape((T - 1) * B, G).t(),
+                             out[:-1].reshape((T - 1) * B, H).to(w_hh.dtype))
         if ctx.rows is not None:
             inverse = torch.argsort(ctx.rows)
             dw_ih, dw_hh, db_ih, db_hh = (t.index_select(0, inverse) for t in (dw_ih, dw_hh, db_ih, db_hh))

@@ -11,37 +11,14 @@ import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnn_core.cells import RecurrentCell, in_parameter_dtype, make_cell
+from rnn_core.cells import RecurrentCell, make_cell
+from rnn_core.checks import check_lengths, check_sequence, check_stack, check_state, in_parameter_dtype
 from rnn_core.fused import FusedRecurrence
 from rnn_core.kernels import kernel_for
 
 BACKENDS = ("auto", "torch", "fused", "loop")
 
 StateLike = Tensor | tuple[Tensor, ...]
-
-
-def check_stack(num_layers: int, dropout: float) -> None:
-    """The layer count and the dropout between layers of a stacked recurrence, or a ValueError naming the bad one."""
-    if num_layers < 1:
-        raise ValueError(f"num_layers must be at least 1, got {num_layers}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-
-
-def check_lengths(lengths, T: int, B: int) -> Tensor | None:
-    """Valid steps per sequence as a CPU int64 (B,) tensor, each in [1, T]; None when absent or all T."""
-    if lengths is None:
-        return None
-    lengths = torch.as_tensor(lengths).to(device="cpu", dtype=torch.int64)
-    if lengths.shape != (B,):
-        raise ValueError(f"lengths must have shape ({B},), one per sequence; got {tuple(lengths.shape)}")
-    bad = ((lengths < 1) | (lengths > T)).nonzero().flatten()
-    if len(bad):
-        i = int(bad[0])
-        raise ValueError(
-            f"lengths[{i}] = {int(lengths[i])}; every length must be in [1, {T}] (the sequence has {T} steps)"
-        )
-    return None if bool((lengths == T).all()) else lengths
 
 
 class Recurrent(nn.Module):
@@ -140,18 +117,11 @@ class Recurrent(nn.Module):
 
         Returns:
             output: (batch, time, num_directions * hidden_size) (time first when batch_first=False), and the final
-            state in the same form as ``state``.
+            state in the same form as ``state``. An empty batch gives empty ones, as torch.nn.LSTM.
+
+        Raises ValueError (a wrong shape or value) or TypeError (a wrong kind or dtype) naming the argument at fault.
         """
-        if x.dim() != 3:
-            raise ValueError(f"input must be 3-D (batch, time, features), got shape {tuple(x.shape)}")
-        if x.shape[-1] != self.input_size:
-            raise ValueError(f"input has {x.shape[-1]} features per step; expected input_size={self.input_size}")
-        x = in_parameter_dtype(x, getattr(self, self._name("weight_hh", 0, 0)).dtype, "Recurrent's input")
-        if self.batch_first:
-            x = x.transpose(0, 1)
-        T, B = x.shape[0], x.shape[1]
-        lengths = check_lengths(lengths, T, B)
-        states = self._check_state(state, B, x)
+        x, lengths, states = self._checked(x, lengths, state)
         backend = self.resolved_backend(x.device)
         if backend == "torch":
             out, states = self._run_torch(x, lengths, states)
@@ -161,19 +131,21 @@ class Recurrent(nn.Module):
             out = out.transpose(0, 1)
         return out, (states if self.cell.has_cell_state else states[0])
 
-    def _check_state(self, state: StateLike | None, B: int, x: Tensor) -> tuple[Tensor, ...]:
+    def _checked(self, x, lengths, state) -> tuple[Tensor, Tensor | None, tuple[Tensor, ...]]:
+        """forward's arguments checked (rnn_core.checks) and made time-major: x, lengths (None when all are T) and
+        the initial states (zeros when omitted)."""
+        weight = getattr(self, self._name("weight_hh", 0, 0))
+        check_sequence(x, self.input_size, self.batch_first, weight)
+        x = in_parameter_dtype(x, weight.dtype, "Recurrent's input x")
+        if self.batch_first:
+            x = x.transpose(0, 1)
+        T, B = x.shape[0], x.shape[1]
+        lengths = check_lengths(lengths, T, B)
         shape = (self.num_layers * self.num_directions, B, self.hidden_size)
-        names = self.cell.state_names
         if state is None:
-            return tuple(x.new_zeros(shape) for _ in names)
-        states = (state,) if isinstance(state, Tensor) else tuple(state)
-        if len(states) != len(names):
-            raise ValueError(f"state must hold {len(names)} tensor(s) {names} for {type(self.cell).__name__}")
-        for name, s in zip(names, states, strict=True):
-            if tuple(s.shape) != shape:
-                raise ValueError(f"initial state {name} has shape {tuple(s.shape)}; expected {shape}")
-        return tuple(in_parameter_dtype(s, x.dtype, f"initial state {name}") for name, s in zip(names, states,
-                                                                                                   strict=True))
+            return x, lengths, tuple(x.new_zeros(shape) for _ in self.cell.state_names)
+        owner = f"a Recurrent of {type(self.cell).__name__}"
+        return x, lengths, check_state(state, self.cell.state_names, shape, x, owner)
 
     def _run_torch(self, x, lengths, states):
         kernel = getattr(_VF, self.cell.torch_kernel)

@@ -143,11 +143,21 @@ def test_conv_recurrent_float64_runs_in_float64_even_under_autocast(cell):
         torch.testing.assert_close(actual[name], e, atol=1e-12, rtol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
-def test_an_input_of_another_dtype_outside_autocast_is_an_error_naming_both(dtype):
-    module = Recurrent("lstm", 4, 6)
-    with pytest.raises(TypeError, match=f"Recurrent's input has dtype {dtype} but the module's parameters are "
-                                        "torch.float32"):
-        module(torch.randn(2, 3, 4, dtype=dtype))
-    with pytest.raises(TypeError, match=f"the cell's input has dtype {dtype}"):
-        LSTMCell(4, 6)(torch.randn(2, 4, dtype=dtype))
+@pytest.mark.parametrize("backend", ["torch", "fused", "loop"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16, torch.int64])
+def test_an_input_of_another_dtype_outside_autocast_is_an_error_naming_both(backend, dtype):
+    module = Recurrent("lstm", 4, 6, backend=backend)
+    both = f"has dtype {dtype} but the module's parameters are torch.float32"
+    with pytest.raises(TypeError, match=f"Recurrent's input x {both}"):
+        module(torch.randn(2, 3, 4).to(dtype))
+    with pytest.raises(TypeError, match=f"initial state h {both}"):
+        module(torch.randn(2, 3, 4), state=(torch.zeros(1, 2, 6, dtype=dtype), torch.zeros(1, 2, 6)))
+    with pytest.raises(TypeError, match=f"ConvRecurrent's input x {both}"):
+        ConvRecurrent("lstm", 3, 4)(torch.randn(2, 3, 3, 4, 4).to(dtype))
+    with pytest.raises(TypeError, match=f"the cell's input {both}"):
+        LSTMCell(4, 6)(torch.randn(2, 4).to(dtype))
+
+
+def test_integer_input_says_token_ids_need_an_embedding():
+    with pytest.raises(TypeError, match=r"torch.int64 .*token ids go through an nn.Embedding first"):
+        Recurrent("gru", 4, 6)(torch.randint(0, 9, (2, 3, 4)))

@@ -73,9 +73,47 @@ def test_bad_construction(kwargs, message):
         ConvRecurrent(**options)
 
 
-def test_bad_input():
-    conv = ConvRecurrent("gru", 3, 4)
-    with pytest.raises(ValueError, match=r"x must be \(batch, time, channels, height, width\), got shape \(3, 5, 3\)"):
-        conv(torch.zeros(3, 5, 3))
-    with pytest.raises(ValueError, match=r"lengths\[1\] = 0; every length must be in \[1, 5\]"):
-        conv(_maps(), [5, 0, 4])
+@pytest.mark.parametrize(
+    ("shape", "lengths", "message"),
+    [
+        ((3, 5, 1, 4, 5), None,
+         r"ConvRecurrent's input x has 1 channels \(dim 2 of shape \(3, 5, 1, 4, 5\)\); expected input_channels=3$"),
+        ((3, 5, 4, 5, 3), None,
+         r"x has 4 channels .*expected input_channels=3; channels-last maps need x.permute\(0, 1, 4, 2, 3\)"),
+        ((3, 5, 3), None, r"x must be 5-D \(batch, time, channels=3, height, width\); got shape \(3, 5, 3\); "
+                          r"ConvRecurrent runs 2-D maps, this has 0 spatial"),
+        ((3, 5, 3, 4), None, r"got shape \(3, 5, 3, 4\); ConvRecurrent runs 2-D maps, this has 1 spatial"),
+        ((3, 5, 3, 2, 4, 3), None, r"must be 5-D .* got shape \(3, 5, 3, 2, 4, 3\); .* this has 3 spatial"),
+        ((5, 3, 4, 3), None, r"must be 5-D .*; a single sequence needs a batch dimension: x.unsqueeze\(0\)"),
+        ((3, 0, 3, 4, 3), None, r"ConvRecurrent's input x has 0 time steps \(shape \(3, 0, 3, 4, 3\), time is dim"),
+        ((3, 5, 3, 4, 3), [5, 0, 4], r"lengths\[1\] = 0; every length must be in \[1, 5\]"),
+        ((3, 5, 3, 4, 3), [5, 6, 4], r"lengths\[1\] = 6; every length must be in \[1, 5\]"),
+        ((3, 5, 3, 4, 3), [5, 4], r"lengths must have shape \(3,\), one per sequence of the batch; got \(2,\)"),
+    ],
+)
+def test_bad_input(shape, lengths, message):
+    with pytest.raises(ValueError, match=message):
+        ConvRecurrent("gru", 3, 4)(torch.zeros(shape), lengths)
+
+
+@pytest.mark.parametrize(
+    ("lengths", "message"),
+    [
+        ([5, 2.5, 4], r"lengths must hold integers .* got a torch.float32 tensor of shape \(3,\)$"),
+        (torch.ones(3, dtype=torch.bool), r"lengths must hold integers .* torch.bool"),
+        ((torch.zeros(1, 3, 4, 4, 3),), r"lengths \(the second positional argument\) was given a tuple of tensors .* "
+                                        r"looks like an initial state; this module takes no initial state"),
+    ],
+)
+def test_lengths_of_the_wrong_kind_are_a_type_error(lengths, message):
+    with pytest.raises(TypeError, match=message):
+        ConvRecurrent("gru", 3, 4)(_maps(), lengths)
+
+
+def test_an_empty_batch_gives_empty_results():
+    conv = ConvRecurrent("lstm", 3, 4, num_layers=2)
+    x = torch.randn(0, 5, 3, 4, 3, requires_grad=True)
+    out, (h, c) = conv(x, [])
+    assert out.shape == (0, 5, 4, 4, 3) and h.shape == c.shape == (2, 0, 4, 4, 3)
+    (out.sum() + h.sum()).backward()
+    assert x.grad.shape == x.shape

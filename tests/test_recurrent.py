@@ -217,15 +217,27 @@ def test_bad_construction(kwargs, message):
         Recurrent(**args)
 
 
-@pytest.mark.parametrize("backend", ["torch", "fused", "loop"])
+BACKENDS = ["torch", "fused", "loop"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     ("x_shape", "lengths", "message"),
     [
-        ((5, 7, 3), None, "input has 3 features per step; expected input_size=4"),
-        ((5, 7), None, "input must be 3-D"),
+        ((5, 7, 3), None, r"Recurrent's input x has 3 features per step \(shape \(5, 7, 3\)\); expected input_size=4"),
+        ((5, 7, 6), None, r"has 6 features per step .* expected input_size=4"),
+        ((7, 4), None, r"must be 3-D \(batch, time, input_size=4\); got shape \(7, 4\); a single sequence needs a "
+                       r"batch dimension: x.unsqueeze\(0\)"),
+        ((2, 5, 7, 4), None, r"must be 3-D \(batch, time, input_size=4\); got shape \(2, 5, 7, 4\)$"),
+        ((4,), None, r"must be 3-D .* got shape \(4,\)$"),
+        ((5, 0, 4), None, r"x has 0 time steps \(shape \(5, 0, 4\), time is dim 1\); every sequence needs at least"),
+        ((0, 0, 4), None, r"x has 0 time steps"),
         ((5, 7, 4), [7, 0, 3, 3, 3], r"lengths\[1\] = 0; every length must be in \[1, 7\]"),
-        ((5, 7, 4), [7, 8, 3, 3, 3], r"lengths\[1\] = 8"),
-        ((5, 7, 4), [7, 3], r"lengths must have shape \(5,\)"),
+        ((5, 7, 4), [7, 3, 3, 3, -2], r"lengths\[4\] = -2; every length must be in \[1, 7\]"),
+        ((5, 7, 4), [7, 8, 3, 3, 3], r"lengths\[1\] = 8; every length must be in \[1, 7\] \(the sequence has 7"),
+        ((5, 7, 4), [7, 3], r"lengths must have shape \(5,\), one per sequence of the batch; got \(2,\)"),
+        ((5, 7, 4), [[7], [3], [3], [3], [3]], r"lengths must have shape \(5,\).* got \(5, 1\)"),
+        ((5, 7, 4), 7, r"lengths must have shape \(5,\).* got \(\)"),
     ],
 )
 def test_bad_input(backend, x_shape, lengths, message):
@@ -234,9 +246,96 @@ def test_bad_input(backend, x_shape, lengths, message):
         module(torch.randn(x_shape), lengths)
 
 
-def test_bad_state():
-    module = Recurrent("lstm", 4, 6)
-    with pytest.raises(ValueError, match="must hold 2 tensor"):
-        module(torch.randn(5, 7, 4), state=torch.zeros(1, 5, 6))
-    with pytest.raises(ValueError, match=r"initial state c has shape \(1, 4, 6\); expected \(1, 5, 6\)"):
-        module(torch.randn(5, 7, 4), state=(torch.zeros(1, 5, 6), torch.zeros(1, 4, 6)))
+def test_time_major_input_names_its_own_layout():
+    module = Recurrent("gru", 4, 6, batch_first=False)
+    with pytest.raises(ValueError, match=r"3-D \(time, batch, input_size=4\); got shape \(7, 4\); .* x.unsqueeze\(1\)"):
+        module(torch.randn(7, 4))
+    with pytest.raises(ValueError, match=r"x has 0 time steps \(shape \(0, 5, 4\), time is dim 0\)"):
+        module(torch.randn(0, 5, 4))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("lengths", "message"),
+    [
+        ([7, 2.5, 3, 3, 3], r"lengths must hold integers .* got a torch.float32 tensor of shape \(5,\)$"),
+        (torch.tensor([7.0, 2, 3, 3, 3]), r"lengths must hold integers .* torch.float32"),
+        (torch.ones(5, dtype=torch.bool), r"lengths must hold integers .* torch.bool"),
+        (["7", "2", "3", "3", "3"],
+         r"lengths must be 5 integers \(a list or an integer tensor of shape \(5,\)\); got list"),
+        # torch.nn's call forms: lstm(x, (h0, c0)) and gru(x, h0) put the state where Recurrent takes lengths
+        ((torch.zeros(1, 5, 6), torch.zeros(1, 5, 6)), r"lengths \(the second positional argument\) was given a tuple "
+         r"of tensors of shapes \(1, 5, 6\), \(1, 5, 6\), which looks like an initial state; .* module\(x, state="),
+        ([torch.zeros(1, 5, 6)],
+         r"was given a list of tensors of shapes \(1, 5, 6\), which looks like an initial state"),
+        (torch.zeros(1, 5, 6), r"lengths must hold integers .* shape \(1, 5, 6\); an initial state goes in by keyword: "
+         r"module\(x, state=h0\)"),
+    ],
+)
+def test_lengths_of_the_wrong_kind_are_a_type_error(backend, lengths, message):
+    module = Recurrent("lstm", 4, 6, backend=backend)
+    with pytest.raises(TypeError, match=message):
+        module(torch.randn(5, 7, 4), lengths)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lengths_of_any_integer_dtype_or_tensor_run(backend):
+    module = Recurrent("lstm", 4, 6, backend=backend)
+    x = torch.randn(5, 7, 4)
+    expected, _ = module(x, LENGTHS)
+    for lengths in (tuple(LENGTHS), torch.tensor(LENGTHS, dtype=torch.int32), torch.tensor(LENGTHS).numpy()):
+        torch.testing.assert_close(module(x, lengths)[0], expected)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_empty_batch_gives_empty_results_as_torch_nn(cell, backend):
+    """torch.nn.LSTM returns empty outputs and states for a batch of 0 (and raises for 0 steps, as Recurrent does)."""
+    if backend == "torch" and cell not in TORCH_CELLS:
+        pytest.skip("the torch backend runs only the standard cells")
+    module = Recurrent(cell, 4, 6, num_layers=2, bidirectional=True, backend=backend)
+    x = torch.randn(0, 7, 4, requires_grad=True)
+    for lengths in (None, [], torch.zeros(0, dtype=torch.int64)):
+        out, state = module(x, lengths)
+        assert out.shape == (0, 7, 12)
+        assert all(s.shape == (4, 0, 6) for s in _as_tuple(state))
+        _loss(out, state).backward()
+        assert x.grad.shape == x.shape
+    reference = TORCH_CELLS.get(cell, torch.nn.LSTM)(4, 6, num_layers=2, bidirectional=True, batch_first=True)
+    assert reference(torch.randn(0, 7, 4))[0].shape == out.shape
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("state", "error", "message"),
+    [
+        (torch.zeros(1, 5, 6), TypeError, r"state must be a tuple \(h, c\) of tensors of shape \(1, 5, 6\) for a "
+         r"Recurrent of LSTMCell; got one tensor of shape \(1, 5, 6\)"),
+        ((torch.zeros(1, 5, 6),), TypeError, r"state must be a tuple \(h, c\).* got a tuple of Tensor$"),
+        ((0, 0), TypeError, r"state must be a tuple \(h, c\).* got a tuple of int, int"),
+        ({"h": 0}, TypeError, r"state must be a tuple \(h, c\).* got dict"),
+        ((torch.zeros(1, 5, 6), torch.zeros(1, 4, 6)), ValueError,
+         r"initial state c has shape \(1, 4, 6\); expected \(1, 5, 6\) \(num_layers \* num_directions, batch, hid"),
+        ((torch.zeros(5, 6), torch.zeros(5, 6)), ValueError,
+         r"initial state h has shape \(5, 6\); expected \(1, 5, 6\)"),
+        ((torch.zeros(2, 5, 6), torch.zeros(2, 5, 6)), ValueError, r"initial state h has shape \(2, 5, 6\)"),
+        ((torch.zeros(1, 5, 7), torch.zeros(1, 5, 6)), ValueError, r"initial state h has shape \(1, 5, 7\)"),
+        ((torch.zeros(1, 5, 6, device="meta"),) * 2, ValueError, r"initial state h is on meta but the input is on cpu"),
+    ],
+)
+def test_bad_state(backend, state, error, message):
+    module = Recurrent("lstm", 4, 6, backend=backend)
+    with pytest.raises(error, match=message):
+        module(torch.randn(5, 7, 4), state=state)
+
+
+def test_bad_state_of_a_one_tensor_cell():
+    module = Recurrent("gru", 4, 6, num_layers=2)
+    with pytest.raises(TypeError, match=r"state must be a tensor h of shape \(2, 5, 6\) for a Recurrent of GRUCell; "
+                                        r"got a tuple of Tensor, Tensor"):
+        module(torch.randn(5, 7, 4), state=(torch.zeros(2, 5, 6), torch.zeros(2, 5, 6)))
+
+
+def test_input_on_another_device_than_the_parameters():
+    with pytest.raises(ValueError, match=r"Recurrent's input x is on meta but the module's parameters are on cpu"):
+        Recurrent("lstm", 4, 6)(torch.randn(5, 7, 4, device="meta"))

@@ -36,7 +36,7 @@ from apps.common.artefacts import WRITER_KEY, read_checkpoint
 from apps.common.callbacks import PredictionWriter, RNGState, run_dir
 from apps.common.errors import UserError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # shipped in the package; the clone links configs/ here
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 

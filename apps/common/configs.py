@@ -1,0 +1,44 @@
+"""Where the apps' YAML configs are: inside the package (apps/configs), so an installed copy has them; a clone links
+``configs/`` at its root to that folder.
+
+The documented flags name configs relative to a clone's root (``--config configs/trainer/wandb.yaml``); run from
+anywhere else, or from an installed package, such a path that does not exist from the current folder means the
+packaged file.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: LightningCLI's flags that take a config file
+CONFIG_FLAGS = ("--config", "-c")
+
+
+def packaged_config(value: str) -> str:
+    """The packaged file a relative ``configs/...`` path means when nothing exists at that path from the current
+    folder; ``value`` itself otherwise (an absolute or existing path, another relative path, no such packaged file)."""
+    path = Path(value)
+    if path.is_absolute() or path.exists() or path.parts[:1] != ("configs",):
+        return value
+    packaged = CONFIG_DIR.joinpath(*path.parts[1:])
+    return str(packaged) if packaged.is_file() else value
+
+
+def packaged_config_args(args: list[str] | None) -> list[str] | None:
+    """Command-line ``args`` (``sys.argv[1:]`` when None) with each config file given to ``--config``/``-c`` (as
+    ``--config PATH`` or ``--config=PATH``) passed through ``packaged_config``; ``args`` itself, None included, when
+    none changes."""
+    if args is not None and not isinstance(args, list):  # LightningCLI also takes a dict or a Namespace
+        return args
+    given = sys.argv[1:] if args is None else args
+    resolved = []
+    for index, arg in enumerate(given):
+        flag, equals, value = arg.partition("=")
+        if equals and flag in CONFIG_FLAGS:
+            arg = f"{flag}={packaged_config(value)}"
+        elif index and given[index - 1] in CONFIG_FLAGS:
+            arg = packaged_config(arg)
+        resolved.append(arg)
+    return args if resolved == given else resolved
