@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from jsonargparse import Namespace
 from lightning.pytorch import Callback, LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -34,9 +35,9 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from apps.common.artefacts import WRITER_KEY, read_checkpoint
 from apps.common.callbacks import PredictionWriter, RNGState, run_dir
+from apps.common.configs import CONFIG_DIR, check_config_files, packaged_config_args
 from apps.common.errors import UserError
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # shipped in the package; the clone links configs/ here
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
@@ -55,28 +56,6 @@ class AppArgumentParser(LightningArgumentParser):
         hint = f"did you mean {', '.join(near)}? " if near else ""
         sys.stderr.write(f"error: {message}\n{hint}(all options: {parser.prog.replace(' [options]', '')} --help)\n")
         self.exit(2)
-
-
-def check_config_files(args: list[str]) -> None:
-    """Every ``--config`` file exists and is valid YAML; a syntax error names the file, line and column (the parser
-    would name only "<unicode string>")."""
-    for i, arg in enumerate(args):
-        if arg in ("-c", "--config") and i + 1 < len(args):
-            path = args[i + 1]
-        elif arg.startswith("--config="):
-            path = arg.split("=", 1)[1]
-        else:
-            continue
-        if path.lstrip().startswith(("{", "[")) or "\n" in path:  # a config given inline, not a file
-            continue
-        if not Path(path).is_file():
-            raise UserError(f"--config {path}: no such file")
-        try:
-            yaml.safe_load(Path(path).read_text())
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
-            raise UserError(f"--config {where}: not valid YAML ({getattr(error, 'problem', None) or error})") from None
 
 
 def check_checkpoint(path: str, model_class: type[LightningModule], app: str) -> None:
@@ -168,7 +147,8 @@ class AppCLI(LightningCLI):
         self.app_callbacks = {"checkpoint": ModelCheckpoint, "prediction_writer": PredictionWriter, **(callbacks or {})}
         self.links = links or []
         default_config = CONFIG_DIR / app / "default.yaml"
-        check_config_files(sys.argv[1:] if args is None else list(args))
+        args = packaged_config_args(args)
+        check_config_files(sys.argv[1:] if args is None else args)
         super().__init__(
             model_class,
             datamodule_class,
@@ -199,7 +179,8 @@ class AppCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         """Parses, then turns ``--ckpt_path last|best`` into the file it means and checks the checkpoint (before
         LightningCLI reads its hyperparameters). Only fit may start without one."""
-        super().parse_arguments(parser, args)
+        # not LightningCLI's own: it warns when args come with sys.argv, as they do once packaged configs are found
+        self.config = parser.parse_object(args) if isinstance(args, dict | Namespace) else parser.parse_args(args)
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else None
         if config is None:

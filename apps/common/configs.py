@@ -11,6 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import yaml
+
+from apps.common.errors import UserError
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 #: LightningCLI's flags that take a config file
 CONFIG_FLAGS = ("--config", "-c")
@@ -42,3 +46,23 @@ def packaged_config_args(args: list[str] | None) -> list[str] | None:
             arg = packaged_config(arg)
         resolved.append(arg)
     return args if resolved == given else resolved
+
+
+def check_config_files(args: list[str]) -> None:
+    """Every ``--config`` file exists and is valid YAML; a syntax error names the file, line and column (the parser
+    would name only "<unicode string>")."""
+    for index, arg in enumerate(args):
+        flag, equals, path = arg.partition("=")
+        if not (equals and flag in CONFIG_FLAGS) and not (index and args[index - 1] in CONFIG_FLAGS):
+            continue
+        path = path if equals and flag in CONFIG_FLAGS else arg
+        if path.lstrip().startswith(("{", "[")) or "\n" in path:  # a config given inline, not a file
+            continue
+        if not Path(path).is_file():
+            raise UserError(f"--config {path}: no such file")
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
+            raise UserError(f"--config {where}: not valid YAML ({getattr(error, 'problem', None) or error})") from None
