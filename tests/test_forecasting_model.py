@@ -77,7 +77,7 @@ def test_quantile_loss_is_the_pinball_loss():
                        quantiles=(0.1, 0.5, 0.9))
     pred = torch.zeros(1, 1, 1, 3)
     y = torch.ones(1, 1, 1)  # under-forecast by 1: pinball = q for each quantile
-    assert model._elementwise_loss(pred, y).item() == pytest.approx((0.1 + 0.5 + 0.9) / 3)
+    assert model.elementwise_loss(pred, y).item() == pytest.approx((0.1 + 0.5 + 0.9) / 3)
     assert model.point_index == 1
 
 
