@@ -124,7 +124,7 @@ def _hourly(*rows: str, header: str = "date,a,b") -> str:
 
 BAD_CSV = {  # id: (text, options, the error)
     "missing-column": ("date,a\n2020-01-01 00:00,1\n", {"targets": ["b"]}, r"no column 'b' named by --data.targets"),
-    "missing-input-column": (_hourly("1,2", "3,4"), {"columns": ["a", "zz"]}, r"no column 'zz' named by --data.columns"),
+    "missing-input-column": (_hourly("1,2"), {"columns": ["a", "zz"]}, r"no column 'zz' named by --data.columns"),
     "missing-date-column": ("time,a\n2020-01-01 00:00,1\n", {}, r"no date column 'date'"),
     "not-a-number": (_hourly("1,2", "1,x2"), {}, r"line 3, column 'b': 'x2' is not a number"),
     "bad-date": ("date,a\n2020-01-01 00:00,1\nsoon,2\n", {}, r"line 3, column 'date': 'soon' is not a date"),
@@ -200,7 +200,8 @@ def test_calendar_steps_are_regular_and_continue_into_the_future(tmp_path):
     data.setup("predict")
     future = pd.to_datetime(data.splits["predict"][0]["time"].numpy())
     assert list(future) == list(pd.date_range("2021-07-01", periods=3, freq="MS"))
-    with pytest.raises(UserError, match=r"monthly.csv: the ETT split counts hours of rows; the file's step is MS"):
+    with pytest.raises(UserError, match=r"monthly.csv: the ETT split counts months of hourly or finer rows; the "
+                                        r"file's step is MS"):
         ForecastingData(path=str(path), split="ett")
 
 

@@ -206,7 +206,8 @@ class ForecastingData(AppData):
             step = to_offset(self.series.step)
             per_hour = round(pd.Timedelta("1h") / pd.Timedelta(step)) if isinstance(step, pd.offsets.Tick) else 0
             if per_hour < 1:
-                raise UserError(f"{source}: the ETT split counts hours of rows; the file's step is {step.freqstr}")
+                raise UserError(f"{source}: the ETT split counts months of hourly or finer rows; the file's step is "
+                                f"{step.freqstr}")
             month = 30 * 24 * per_hour
             cuts = [0, 12 * month, 16 * month, 20 * month]
             if n < cuts[-1]:
@@ -214,7 +215,7 @@ class ForecastingData(AppData):
         elif split == "ratios":
             if not (0 < val_ratio < 1 and 0 < test_ratio < 1 and val_ratio + test_ratio < 1):
                 raise UserError(f"--data.val_ratio={val_ratio} and --data.test_ratio={test_ratio} must be in (0, 1) "
-                                 "and leave rows for training")
+                                "and leave rows for training")
             train, test = int(n * (1 - val_ratio - test_ratio)), int(n * test_ratio)
             cuts = [0, train, n - test, n]
         else:

@@ -40,7 +40,7 @@ def read_table(path: Path) -> pd.DataFrame:
     so data row i is line i + 2; a row with more or fewer fields than the header is an error naming its line."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as file:
-            header = next(csv.reader(file), None)
+            header = next((row for row in csv.reader(file) if row), None)  # the parser skips blank lines too
     except UnicodeDecodeError as error:
         raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     if not header:
@@ -79,7 +79,7 @@ def read_csv_series(path: Path, date_column: str, columns: list[str] | None, nan
     if date_column not in header:
         raise UserError(f"{path}: no date column {date_column!r}; the header has {header} "
                         "(choose it with --data.date_column)")
-    for option, names in {**(named or {}), "the columns": columns}.items():
+    for option, names in (named or {"columns": columns}).items():
         for name in names or []:
             if name not in header or name == date_column:
                 raise UserError(f"{path}: no column {name!r} named by {option}; the header has {header}")
@@ -105,7 +105,8 @@ def read_csv_series(path: Path, date_column: str, columns: list[str] | None, nan
         if (positions < 0).any():
             row = int(np.flatnonzero(positions < 0)[0])
             raise UserError(f"{path}: line {row + 2}, column {date_column!r}: {raw_dates.iloc[row]!r} is off the "
-                            f"grid of step {_readable(step)} from {raw_dates.iloc[0]!r}; --data.fill_gaps fills whole steps only")
+                            f"grid of step {_readable(step)} from {raw_dates.iloc[0]!r}; --data.fill_gaps fills whole "
+                            "steps only")
         dates, values = grid.to_numpy(dtype="datetime64[ns]"), _spread(values, positions, len(grid))
     if nan_policy != "error" and np.isnan(values).any():
         filled = pd.DataFrame(values)
