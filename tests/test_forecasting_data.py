@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from apps.common.data import fetch, sha256_of
+from apps.common.errors import UserError
 from apps.forecasting.data import ForecastingData
 from tests.conftest import ETT_COLUMNS, write_series_csv
 
@@ -112,32 +113,105 @@ def _write(path, text):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nowhere\.csv"):
+    with pytest.raises(UserError, match=r"--data.path: .*nowhere\.csv.* does not exist"):
         ForecastingData(path=str(tmp_path / "nowhere.csv"))
 
 
-@pytest.mark.parametrize(
-    ("text", "kwargs", "pattern"),
-    [
-        ("date,a\n2020-01-01 00:00,1\n", {"targets": ["b"]}, r"bad.csv: no column 'b'"),
-        ("time,a\n2020-01-01 00:00,1\n", {}, r"bad.csv: no date column 'date'"),
-        ("date,a,b\n2020-01-01 00:00,1,2\n2020-01-01 01:00,1,x2\n", {}, r"bad.csv: line 3, column 'b': 'x2' is not a"),
-        ("date,a\n2020-01-01 00:00,1\nsoon,2\n", {}, r"bad.csv: line 3, column 'date': 'soon' is not a date"),
-        ("date,a\n2020-01-01 01:00,1\n2020-01-01 00:00,2\n", {}, r"bad.csv: line 3, column 'date'.*is earlier than"),
-        ("date,a\n2020-01-01 01:00,1\n2020-01-01 01:00,2\n", {}, r"bad.csv: line 3, column 'date'.*repeats the date"),
-        ("date,a\n2020-01-01 00:00,1\n2020-01-01 01:00,\n", {}, r"bad.csv: line 3, column 'a': missing value"),
-    ],
-    ids=["missing-column", "missing-date-column", "not-a-number", "bad-date", "unsorted", "duplicate", "nan"],
-)
+def _hourly(*rows: str, header: str = "date,a,b") -> str:
+    """CSV text: ``header``, then one line per row, an hour apart from 2020-01-01 00:00."""
+    return header + "\n" + "".join(f"2020-01-01 {h:02d}:00,{row}\n" for h, row in enumerate(rows))
+
+
+BAD_CSV = {  # id: (text, options, the error)
+    "missing-column": ("date,a\n2020-01-01 00:00,1\n", {"targets": ["b"]}, r"no column 'b' named by --data.targets"),
+    "missing-input-column": (_hourly("1,2"), {"columns": ["a", "zz"]}, r"no column 'zz' named by --data.columns"),
+    "missing-date-column": ("time,a\n2020-01-01 00:00,1\n", {}, r"no date column 'date'"),
+    "not-a-number": (_hourly("1,2", "1,x2"), {}, r"line 3, column 'b': 'x2' is not a number"),
+    "bad-date": ("date,a\n2020-01-01 00:00,1\nsoon,2\n", {}, r"line 3, column 'date': 'soon' is not a date"),
+    "unsorted": ("date,a\n2020-01-01 01:00,1\n2020-01-01 00:00,2\n", {}, r"line 3, column 'date'.*is earlier than"),
+    "duplicate": ("date,a\n2020-01-01 01:00,1\n2020-01-01 01:00,2\n", {}, r"line 3, column 'date'.*repeats the date"),
+    "nan": ("date,a\n2020-01-01 00:00,1\n2020-01-01 01:00,\n", {}, r"line 3, column 'a': missing value"),
+    # numbers a float32 model cannot take: never a NaN loss and a "best" checkpoint, whatever the nan_policy
+    "inf": (_hourly("1,2", "1,inf"), {}, r"line 3, column 'b': 'inf' is not a finite number"),
+    "minus-inf": (_hourly("-inf,2", "1,2"), {}, r"line 2, column 'a': '-inf' is not a finite number"),
+    "infinity-filled": (_hourly("1,2", "Infinity,2"), {"nan_policy": "ffill"}, r"line 3, column 'a': 'Infinity' is"),
+    "float32-overflow": (_hourly("1,2", "1,3", "1e39,2"), {}, r"line 4, column 'a': '1e39' is beyond float32's range"),
+    "negative-overflow": (_hourly("1,-4e38", "1,3"), {}, r"line 2, column 'b': '-4e38' is beyond float32's range"),
+    # lines with another number of fields than the header: the first data line too (pandas would take an index)
+    "extra-field": (_hourly("1,2", "1,2,3"), {}, r"line 3 has 4 fields, the header has 3"),
+    "extra-field-first-line": (_hourly("1,2,3", "1,2"), {}, r"line 2 has 4 fields, the header has 3"),
+    "missing-field": (_hourly("1,2", "1", "1,2"), {}, r"line 3 has 2 fields, the header has 3"),
+    "missing-field-filled": (_hourly("1,2", "1,2", "1"), {"nan_policy": "ffill"}, r"line 4 has 2 fields, the header"),
+    "quoted-comma": (_hourly("1,2", '1,"2,5"'), {}, r"line 3, column 'b': '2,5' is not a number"),
+    "repeated-header": (_hourly("1,2", header="date,a,a"), {}, r"the header names column 'a' twice"),
+    "empty": ("", {}, r"the file is empty"),
+    "header-only": ("date,a,b\n", {}, r"0 data row\(s\)"),
+    # steps that differ from the series' own: a window across them would mix time scales
+    "gap": (_hourly("1,2", "1,2", "1,2").replace("02:00", "07:00"), {},
+            r"line 4, column 'date': '2020-01-01 07:00' comes 6h after line 3 \('2020-01-01 01:00'\); the step is "
+            r"1h .*1 row\(s\) break it \(lines 4\).*--data.fill_gaps"),
+    "half-step": (_hourly(*["1,2"] * 6).replace("02:00", "01:30"), {},
+                  r"line 4, column 'date': '2020-01-01 01:30' comes 30min after .* the step is 1h .*lines 4, 5\)"),
+}
+
+
+@pytest.mark.parametrize(("text", "kwargs", "pattern"), BAD_CSV.values(), ids=BAD_CSV.keys())
 def test_bad_csv_errors_name_file_line_and_column(tmp_path, text, kwargs, pattern):
-    with pytest.raises(ValueError, match=pattern):
+    with pytest.raises(UserError, match=r"bad.csv: " + pattern):
         ForecastingData(path=_write(tmp_path / "bad.csv", text), **kwargs)
+
+
+def test_bad_values_are_found_deep_in_a_long_file(ett_csv):
+    frame = pd.read_csv(ett_csv)
+    frame.loc[12345, "OT"] = np.inf
+    frame.to_csv(ett_csv, index=False)
+    with pytest.raises(UserError, match=r"ETTh1.csv: line 12347, column 'OT': 'inf' is not a finite number"):
+        ForecastingData(path=str(ett_csv))
+
+
+def test_a_file_that_is_not_text(tmp_path):
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"date,a\n\xff\xfe\x00\n")
+    with pytest.raises(UserError, match=r"binary.csv: not UTF-8 text"):
+        ForecastingData(path=str(path))
+
+
+def test_gaps_are_filled_only_when_asked(tmp_path):
+    frame = pd.read_csv(write_series_csv(tmp_path / "gaps.csv", 300, ["a", "b"]))
+    frame.drop(index=[100, 101, 102, 200]).to_csv(tmp_path / "gaps.csv", index=False)
+    with pytest.raises(UserError, match=r"line 102, .* comes 4h after line 101 .* 2 row\(s\) break it \(lines 102, "
+                                         r"199\)"):
+        ForecastingData(path=str(tmp_path / "gaps.csv"), input_length=8, horizon=4)
+    data = ForecastingData(path=str(tmp_path / "gaps.csv"), input_length=8, horizon=4, fill_gaps=True,
+                           nan_policy="interpolate")
+    assert len(data.series.dates) == 300 and (np.diff(data.series.dates) == np.timedelta64(1, "h")).all()
+    np.testing.assert_allclose(data.series.values[100], (frame.loc[99, ["a", "b"]] * 3 + frame.loc[103, ["a", "b"]])
+                               / 4)  # a quarter of the way along the 4-hour gap
+    frame.loc[50, "date"] = "2016-07-03 02:30:00"
+    frame.to_csv(tmp_path / "gaps.csv", index=False)
+    with pytest.raises(UserError, match=r"line 52, column 'date': '2016-07-03 02:30:00' is off the grid of step 1h"):
+        ForecastingData(path=str(tmp_path / "gaps.csv"), fill_gaps=True, nan_policy="ffill")
+
+
+def test_calendar_steps_are_regular_and_continue_into_the_future(tmp_path):
+    path = write_series_csv(tmp_path / "monthly.csv", 60, ["a"], freq="MS")  # 28 to 31 days apart
+    data = ForecastingData(path=str(path), input_length=6, horizon=3)
+    assert data.series.step == "MS" and data.artefacts()["step"] == "MS"
+    data.setup("predict")
+    future = pd.to_datetime(data.splits["predict"][0]["time"].numpy())
+    assert list(future) == list(pd.date_range("2021-07-01", periods=3, freq="MS"))
+    with pytest.raises(UserError, match=r"monthly.csv: the ETT split counts months of hourly or finer rows; the "
+                                        r"file's step is MS"):
+        ForecastingData(path=str(path), split="ett")
 
 
 def test_series_too_short_for_a_window(tmp_path):
     path = write_series_csv(tmp_path / "short.csv", 100, ["a"])
-    with pytest.raises(ValueError, match=r"short.csv: the train split has 70 rows.*input_length=96 \+ horizon=24"):
+    with pytest.raises(UserError, match=r"short.csv: the train split has 70 rows.*input_length=96 \+ "
+                                        r"--data.horizon=24 needs 120"):
         ForecastingData(path=str(path))
+    with pytest.raises(UserError, match=r"short.csv: the val split has 10 rows \(lines 72-81\).* needs 12 rows"):
+        ForecastingData(path=str(path), input_length=8, horizon=12)
 
 
 @pytest.mark.parametrize("policy", ["ffill", "interpolate"])
@@ -148,9 +222,32 @@ def test_nan_fill_policies(tmp_path, policy):
     assert data.series.values[:3, 0].tolist() == [1.0, 1.0 if policy == "ffill" else 2.0, 3.0]
 
 
-def test_unknown_option_values_are_named():
-    with pytest.raises(ValueError, match=r"data.nan_policy is 'drop'"):
-        ForecastingData(nan_policy="drop")
+BAD_OPTIONS = {  # id: (options, the error); on the generated series
+    "unknown-value": ({"nan_policy": "drop"}, r"--data.nan_policy is 'drop'; expected one of"),
+    "input-length-0": ({"input_length": 0}, r"--data.input_length is 0; expected a positive number"),
+    "horizon-0": ({"horizon": 0}, r"--data.horizon is 0; expected a positive number"),
+    "horizon-negative": ({"horizon": -3}, r"--data.horizon is -3; expected a positive number"),
+    "mase-season-0": ({"mase_season": 0}, r"--data.mase_season is 0"),
+    "batch-size-0": ({"batch_size": 0}, r"--data.batch_size is 0"),
+    "num-workers": ({"num_workers": -1}, r"--data.num_workers is -1; expected 0 or more"),
+    "unknown-column": ({"columns": ["series_0", "load"]}, r"no column 'load' named by --data.columns"),
+    "unknown-target": ({"targets": ["load"]}, r"no column 'load' named by --data.targets"),
+    "fill-gaps-without-filling": ({"fill_gaps": True}, r"--data.fill_gaps .* --data.nan_policy=ffill or interpolate"),
+    "ratios": ({"val_ratio": 0.5, "test_ratio": 0.5}, r"--data.val_ratio=0.5 and --data.test_ratio=0.5 must be"),
+    "dates-missing": ({"split": "dates"}, r"--data.split=dates needs --data.val_start and --data.test_start"),
+    "not-a-date": ({"split": "dates", "val_start": "soon", "test_start": "2020-05-01"},
+                   r"--data.val_start='soon' is not a date"),
+    "dates-reversed": ({"split": "dates", "val_start": "2020-05-01", "test_start": "2020-04-01"},
+                       r"--data.val_start='2020-05-01' must come before --data.test_start='2020-04-01'"),
+    "ett-too-short": ({"split": "ett"}, r"generated: the ETT split needs 20 months = 14400 rows, the file has 4000"),
+    "window-too-long": ({"input_length": 300, "horizon": 500}, r"the val split has 400 rows .*needs 500 rows"),
+}
+
+
+@pytest.mark.parametrize(("kwargs", "pattern"), BAD_OPTIONS.values(), ids=BAD_OPTIONS.keys())
+def test_bad_options_are_named(kwargs, pattern):
+    with pytest.raises(UserError, match=pattern):
+        ForecastingData(**kwargs)
 
 
 # ------------------------------------------------------------------ downloads

@@ -5,15 +5,21 @@ from __future__ import annotations
 import itertools
 from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from apps.common.artefacts import ARTEFACTS_KEY
 from apps.common.callbacks import GradientThroughTime
+from apps.common.errors import UserError
 from apps.common.metrics import gather_by_index
+from apps.forecasting.data import ForecastingData
 from apps.forecasting.gradients import measure_cells
 from apps.forecasting.model import Forecaster
 from apps.forecasting.revin import RevIN
 from rnn_core import Recurrent
+from tests.conftest import run_app, write_series_csv
 
 L, H, C, K = 16, 8, 3, 4
 
@@ -64,11 +70,13 @@ def test_forecast_of_step_h_depends_on_future_covariates_of_step_h_only_through_
         ({"segment_length": 5}, r"segment_length=5 must divide input_length=16"),
         ({"strategy": "seq2seq", "segment_length": 16}, r"segment_length=16 must divide .* and horizon=8"),
         ({"loss": "quantile", "quantiles": (0.9, 0.1)}, r"model.quantiles=\[0.9, 0.1\] must be increasing"),
+        ({"input_length": 0}, r"--model.input_length=0 and --model.horizon=8 must be positive"),
+        ({"horizon": 0, "strategy": "seq2seq"}, r"--model.input_length=16 and --model.horizon=0 must be positive"),
     ],
 )
 def test_bad_model_options_are_named(kwargs, pattern):
     options = {"num_inputs": C, "num_targets": C, "input_length": L, "horizon": H, **kwargs}
-    with pytest.raises(ValueError, match=pattern):
+    with pytest.raises(UserError, match=pattern):
         Forecaster(**options)
 
 
@@ -77,7 +85,7 @@ def test_quantile_loss_is_the_pinball_loss():
                        quantiles=(0.1, 0.5, 0.9))
     pred = torch.zeros(1, 1, 1, 3)
     y = torch.ones(1, 1, 1)  # under-forecast by 1: pinball = q for each quantile
-    assert model._elementwise_loss(pred, y).item() == pytest.approx((0.1 + 0.5 + 0.9) / 3)
+    assert model.elementwise_loss(pred, y).item() == pytest.approx((0.1 + 0.5 + 0.9) / 3)
     assert model.point_index == 1
 
 
@@ -133,3 +141,64 @@ def test_cell_comparison_measures_rnn_lstm_and_gru():
     curves = measure_cells(input_length=16, steps=2, horizon=4, hidden_size=8)
     assert list(curves) == ["rnn", "lstm", "gru"]
     assert all(norms.shape == (16,) and (norms > 0).all() for norms in curves.values())
+
+
+# ------------------------------------------------------------------ what a checkpoint was trained on
+
+
+def _checkpoint(folder, data: ForecastingData) -> str:
+    """A checkpoint file holding what a model trained on ``data`` carries besides its weights."""
+    path = folder / "trained.ckpt"
+    torch.save({ARTEFACTS_KEY: data.artefacts(), "hyper_parameters": {}}, path)
+    return str(path)
+
+
+OTHER_DATA = {  # id: (the CSV's columns and step, data options, the artefact that differs)
+    "other-columns-same-count": ((["c", "d"], "h"), {}, "columns"),
+    "fewer-columns": ((["a"], "h"), {}, "columns"),
+    "other-target": ((["a", "b"], "h"), {"targets": ["b"]}, "columns"),
+    "other-step": ((["a", "b"], "15min"), {}, "step"),
+    "calendar-covariates": ((["a", "b"], "h"), {"calendar_features": True}, "covariates"),
+    "other-horizon": ((["a", "b"], "h"), {"horizon": 12}, "horizon"),
+    "other-input-length": ((["a", "b"], "h"), {"input_length": 16}, "input_length"),
+}
+
+
+@pytest.mark.parametrize(("csv", "kwargs", "key"), OTHER_DATA.values(), ids=OTHER_DATA.keys())
+def test_a_checkpoint_refuses_data_unlike_its_training_data(tmp_path, csv, kwargs, key):
+    trained = ForecastingData(path=str(write_series_csv(tmp_path / "train.csv", 400, ["a", "b"])), input_length=8,
+                              horizon=4)
+    columns, step = csv
+    other = write_series_csv(tmp_path / "other.csv", 400, columns, freq=step)
+    data = ForecastingData(path=str(other), **{"input_length": 8, "horizon": 4, **kwargs})
+    data.checkpoint_path = _checkpoint(tmp_path, trained)
+    with pytest.raises(UserError, match=rf"the checkpoint {data.checkpoint_path} and the data {other} differ in "
+                                        rf"'{key}'"):
+        data.setup("predict")
+
+
+def test_a_checkpoint_lends_its_scaler_to_new_data_of_the_same_kind(tmp_path):
+    trained = ForecastingData(path=str(write_series_csv(tmp_path / "train.csv", 400, ["a", "b"])), input_length=8,
+                              horizon=4)
+    newer = pd.read_csv(write_series_csv(tmp_path / "newer.csv", 400, ["a", "b"], seed=1))
+    newer[["a", "b"]] += 1000.0  # the same quantities, later and larger
+    newer.to_csv(tmp_path / "newer.csv", index=False)
+    data = ForecastingData(path=str(tmp_path / "newer.csv"), input_length=8, horizon=4)
+    assert not np.allclose(data.mean, trained.mean)
+    data.checkpoint_path = _checkpoint(tmp_path, trained)
+    data.setup("predict")
+    np.testing.assert_array_equal(data.mean, trained.mean)
+    x = data.splits["predict"][0]["x"].numpy()
+    np.testing.assert_allclose(x * trained.std + trained.mean, newer[["a", "b"]].to_numpy()[-8:], rtol=1e-5)
+
+
+def test_a_mismatched_checkpoint_is_one_line_on_the_command_line(tmp_path):
+    trained = ForecastingData(path=str(write_series_csv(tmp_path / "train.csv", 400, ["a", "b"])), input_length=8,
+                              horizon=4)
+    checkpoint = _checkpoint(tmp_path, trained)
+    other = write_series_csv(tmp_path / "other.csv", 400, ["c", "d"])
+    done = run_app(["predict", f"--ckpt_path={checkpoint}", f"--data.path={other}", "--data.input_length=8",
+                    "--data.horizon=4", f"--trainer.default_root_dir={tmp_path}"], tmp_path, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"\nerror: the checkpoint {checkpoint} and the data {other} differ in 'columns': ['a', 'b'] against " \
+           "['c', 'd']\n" in done.stderr and "Traceback" not in done.stderr

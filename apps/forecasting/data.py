@@ -12,14 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from pandas.tseries.frequencies import to_offset
 from torch.utils.data import Dataset
 
+from apps.common.artefacts import check_artefacts
 from apps.common.data import AppData, fetch
-from apps.forecasting.series import NUM_CALENDAR_FEATURES, calendar_features, generated_series, read_csv_series, step_of
+from apps.common.errors import UserError
+from apps.forecasting.series import CALENDAR_FEATURES, calendar_features, generated_series, read_csv_series
 
 ETTH1_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv"
 KNOWN_SHA256 = {ETTH1_URL: "f18de3ad269cef59bb07b5438d79bb3042d3be49bdeecf01c1cd6d29695ee066"}
 SPLITS = ("train", "val", "test")
+#: artefacts a checkpoint lends the data instead of requiring them equal: the model works in its training units
+SCALER = ("mean", "std")
 
 
 class WindowDataset(Dataset):
@@ -68,6 +73,7 @@ class ForecastingData(AppData):
         scale: bool = True,
         calendar_features: bool = False,
         nan_policy: str = "error",
+        fill_gaps: bool = False,
         mase_season: int = 24,
         predict_on: str = "future",
         batch_size: int = 64,
@@ -98,6 +104,8 @@ class ForecastingData(AppData):
             scale: standardise every column with the training rows' mean and standard deviation.
             calendar_features: give the model time of day, day of week/month/year as known-future covariates.
             nan_policy: missing values are an "error", or filled by "ffill" (then backward) or "interpolate".
+            fill_gaps: insert the rows missing where the timestamps skip steps, as missing values for nan_policy
+                (else such a gap is an error: windows must not span one).
             mase_season: season m of the naive forecast that scales MASE (24: hourly data with a daily cycle).
             predict_on: "future" forecasts past the last row; "test" forecasts every test window.
             batch_size: windows per batch.
@@ -115,40 +123,58 @@ class ForecastingData(AppData):
                    "predict_on": (predict_on, ("future", "test"))}
         for key, (value, allowed) in choices.items():
             if value not in allowed:
-                raise ValueError(f"data.{key} is {value!r}; expected one of {allowed}")
-        if input_length < 1 or horizon < 1:
-            raise ValueError(f"data.input_length and data.horizon must be positive, got {input_length}, {horizon}")
+                raise UserError(f"--data.{key} is {value!r}; expected one of {allowed}")
+        positive = {"input_length": input_length, "horizon": horizon, "mase_season": mase_season,
+                    "batch_size": batch_size, "num_series": num_series, "length": length}
+        for key, value in positive.items():
+            if value < 1:
+                raise UserError(f"--data.{key} is {value}; expected a positive number")
+        if num_workers < 0:
+            raise UserError(f"--data.num_workers is {num_workers}; expected 0 or more")
+        if fill_gaps and nan_policy == "error":
+            raise UserError("--data.fill_gaps inserts rows of missing values: choose how to fill them with "
+                            "--data.nan_policy=ffill or interpolate")
         self.input_length, self.horizon = input_length, horizon
         self.history_from_previous_split = history_from_previous_split
         self.predict_on, self.batch_size, self.num_workers = predict_on, batch_size, num_workers
+        named = {"--data.columns": columns, "--data.targets": targets}
         if path is None:
             series = generated_series(num_series, length, seed)
+            unknown = [(option, name) for option, names in named.items() for name in names or []
+                       if name not in series.columns]
+            if unknown:
+                raise UserError(f"generated series: no column {unknown[0][1]!r} named by {unknown[0][0]}; it has "
+                                f"{series.columns}")
         else:
-            local = fetch(path, cache_dir, sha256 or KNOWN_SHA256.get(path))
+            try:
+                local = fetch(path, cache_dir, sha256 or KNOWN_SHA256.get(path))
+            except (FileNotFoundError, ValueError) as error:  # a missing file or a wrong checksum
+                raise UserError(f"--data.path: {error}") from None
             wanted = None if columns is None else list(dict.fromkeys(columns + (targets or [])))
-            series = read_csv_series(local, date_column, wanted, nan_policy)
+            series = read_csv_series(local, date_column, wanted, nan_policy, fill_gaps, named)
         self.series = series
         # the targets come first among the inputs: the model forecasts its first num_targets input channels
         self.target_names = list(targets or columns or series.columns)
         self.input_names = self.target_names + [c for c in columns or series.columns if c not in self.target_names]
-        for name in self.input_names:
-            if name not in series.columns:
-                raise ValueError(f"{series.source}: no column {name!r}; it has {series.columns}")
         self.borders = self._borders(split, val_ratio, test_ratio, val_start, test_start)
         self.calendar = calendar_features
         train_rows = series.values[: self.borders["train"][1]]
-        used = [series.columns.index(c) for c in self.input_names]
-        mean, std = train_rows[:, used].mean(0), train_rows[:, used].std(0)
+        self.used = [series.columns.index(c) for c in self.input_names]
+        mean, std = train_rows[:, self.used].mean(0), train_rows[:, self.used].std(0)
         if not scale:
             mean, std = np.zeros_like(mean), np.ones_like(std)
         std[std == 0] = 1.0
-        self.mean, self.std = mean, std
-        target = train_rows[:, used[: self.num_targets]]
+        self._standardise(mean, std)
+        target = train_rows[:, self.used[: self.num_targets]]
         m = mase_season if len(target) > mase_season else 1
         scale_mase = np.abs(target[m:] - target[:-m]).mean(0)
         scale_mase[~(scale_mase > 0)] = 1.0
         self.mase_scale = scale_mase
-        self._values = (series.values[:, used] - mean) / std
+        self.matched_checkpoint: str | None = None
+
+    def _standardise(self, mean, std) -> None:
+        self.mean, self.std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+        self._values = (self.series.values[:, self.used] - self.mean) / self.std
 
     # sizes the model is built with (linked in the CLI)
     @property
@@ -161,7 +187,7 @@ class ForecastingData(AppData):
 
     @property
     def num_covariates(self) -> int:
-        return NUM_CALENDAR_FEATURES if self.calendar else 0
+        return len(CALENDAR_FEATURES) if self.calendar else 0
 
     @property
     def target_mean(self) -> torch.Tensor:
@@ -177,32 +203,47 @@ class ForecastingData(AppData):
         if split == "auto":
             split = "ett" if Path(source).name.upper().startswith(("ETTH", "ETTM")) else "ratios"
         if split == "ett":
-            per_hour = round(np.timedelta64(1, "h") / step_of(self.series.dates))
+            step = to_offset(self.series.step)
+            per_hour = round(pd.Timedelta("1h") / pd.Timedelta(step)) if isinstance(step, pd.offsets.Tick) else 0
+            if per_hour < 1:
+                raise UserError(f"{source}: the ETT split counts months of hourly or finer rows; the file's step is "
+                                f"{step.freqstr}")
             month = 30 * 24 * per_hour
             cuts = [0, 12 * month, 16 * month, 20 * month]
             if n < cuts[-1]:
-                raise ValueError(f"{source}: the ETT split needs 20 months = {cuts[-1]} rows, the file has {n}")
+                raise UserError(f"{source}: the ETT split needs 20 months = {cuts[-1]} rows, the file has {n}")
         elif split == "ratios":
             if not (0 < val_ratio < 1 and 0 < test_ratio < 1 and val_ratio + test_ratio < 1):
-                raise ValueError(f"data.val_ratio={val_ratio} and data.test_ratio={test_ratio} must be in (0, 1) "
-                                 "and leave rows for training")
+                raise UserError(f"--data.val_ratio={val_ratio} and --data.test_ratio={test_ratio} must be in (0, 1) "
+                                "and leave rows for training")
             train, test = int(n * (1 - val_ratio - test_ratio)), int(n * test_ratio)
             cuts = [0, train, n - test, n]
         else:
             if val_start is None or test_start is None:
-                raise ValueError("data.split=dates needs data.val_start and data.test_start")
-            first = [int(np.searchsorted(self.series.dates, np.datetime64(pd.Timestamp(d)))) for d in
-                     (val_start, test_start)]
+                raise UserError("--data.split=dates needs --data.val_start and --data.test_start")
+            first = [self._row_at(option, date) for option, date in (("val_start", val_start),
+                                                                      ("test_start", test_start))]
+            if first[0] >= first[1]:
+                raise UserError(f"--data.val_start={val_start!r} must come before --data.test_start={test_start!r}")
             cuts = [0, *first, n]
         borders = {name: (cuts[k], cuts[k + 1]) for k, name in enumerate(SPLITS)}
         for name, (start, end) in borders.items():
             if self.window_starts(start, end, name).size == 0:
                 need = self.horizon if self.history_from_previous_split and name != "train" else (
                     self.input_length + self.horizon)
-                raise ValueError(f"{source}: the {name} split has {end - start} rows (lines {start + 2}-{end + 1}); "
-                                 f"a window of input_length={self.input_length} + horizon={self.horizon} needs "
-                                 f"{need} rows there")
+                lines = f" (lines {start + 2}-{end + 1})" if end > start else ""
+                raise UserError(f"{source}: the {name} split has {end - start} rows{lines}; a window of "
+                                f"--data.input_length={self.input_length} + --data.horizon={self.horizon} needs "
+                                f"{need} rows there")
         return borders
+
+    def _row_at(self, option: str, date: str) -> int:
+        """The first row at or after ``date``."""
+        try:
+            stamp = np.datetime64(pd.Timestamp(date), "ns")
+        except ValueError:
+            raise UserError(f"--data.{option}={date!r} is not a date") from None
+        return int(np.searchsorted(self.series.dates, stamp))
 
     def window_starts(self, start: int, end: int, split: str) -> np.ndarray:
         """First rows of the windows whose forecasts lie in rows [start, end); the last one ends at ``end``."""
@@ -216,7 +257,28 @@ class ForecastingData(AppData):
                              self.horizon)
 
     def artefacts(self) -> dict:
-        return {"columns": list(self.input_names), "targets": list(self.target_names)}
+        return {"columns": list(self.input_names), "targets": list(self.target_names),
+                "covariates": list(CALENDAR_FEATURES) if self.calendar else [], "step": self.series.step,
+                "input_length": self.input_length, "horizon": self.horizon,
+                "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    def setup(self, stage: str) -> None:
+        if self.checkpoint_path is not None and self.checkpoint_path != self.matched_checkpoint:
+            self._match_checkpoint()
+        super().setup(stage)
+
+    def _match_checkpoint(self) -> None:
+        """The checkpoint the command restores must have been trained on data like this (columns, covariates,
+        step, window lengths); its scaler then standardises this data, in the units the model was trained in."""
+        ours = {key: value for key, value in self.artefacts().items() if key not in SCALER}
+        try:
+            saved = self.saved_artefacts()
+            check_artefacts(saved, ours, f"the checkpoint {self.checkpoint_path}", f"the data {self.series.source}")
+        except (FileNotFoundError, ValueError) as error:
+            raise UserError(str(error)) from None
+        if all(key in saved for key in SCALER):
+            self._standardise(saved["mean"], saved["std"])
+        self.matched_checkpoint = self.checkpoint_path
 
     def make_splits(self, names: tuple[str, ...]) -> dict[str, WindowDataset]:
         dates, splits = self.series.dates, {}
@@ -226,7 +288,8 @@ class ForecastingData(AppData):
             elif self.predict_on == "test":
                 splits[name] = self.make_splits(("test",))["test"]
             else:  # the rows after the last one, their truth unknown
-                future = dates[-1] + step_of(dates) * np.arange(1, self.horizon + 1)
+                future = pd.date_range(dates[-1], periods=self.horizon + 1, freq=self.series.step)[1:]
+                future = future.to_numpy(dtype="datetime64[ns]")
                 unknown = np.full((self.horizon, self._values.shape[1]), np.nan)
                 splits[name] = self._dataset(np.concatenate([self._values, unknown]), np.concatenate([dates, future]),
                                              np.array([len(dates) - self.input_length]))

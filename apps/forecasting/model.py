@@ -8,18 +8,17 @@ All in the data module's standardised units; ``forecast()`` returns the original
 
 from __future__ import annotations
 
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from apps.common.errors import UserError
 from apps.common.module import AppModule
+from apps.forecasting.evaluation import elementwise_loss, epoch_metrics, prediction_rows, window_sums
 from apps.forecasting.revin import RevIN
 from rnn_core import CELLS, Recurrent
 
 STRATEGIES = ("direct", "recursive", "seq2seq")
 LOSSES = ("mse", "mae", "quantile")
-#: columns of the per-window sums kept for the metrics
-SUMS = ("loss", "se", "ae", "ae_original", "se_original", "smape", "scaled_ae")
 
 
 class Forecaster(AppModule):
@@ -69,19 +68,21 @@ class Forecaster(AppModule):
         checks = {"cell": (cell, tuple(CELLS)), "strategy": (strategy, STRATEGIES), "loss": (loss, LOSSES)}
         for key, (value, allowed) in checks.items():
             if value not in allowed:
-                raise ValueError(f"model.{key} is {value!r}; expected one of {allowed}")
+                raise UserError(f"--model.{key} is {value!r}; expected one of {allowed}")
+        if input_length < 1 or horizon < 1:
+            raise UserError(f"--model.input_length={input_length} and --model.horizon={horizon} must be positive")
         if not 1 <= num_targets <= num_inputs:
-            raise ValueError(f"model.num_targets={num_targets} must be in [1, num_inputs={num_inputs}]")
+            raise UserError(f"--model.num_targets={num_targets} must be in [1, num_inputs={num_inputs}]")
         if strategy == "recursive" and num_targets != num_inputs and not channel_independent:
-            raise ValueError(f"strategy=recursive feeds forecasts back as inputs, so every input must be a target "
-                             f"(num_inputs={num_inputs}, num_targets={num_targets}); or use channel_independent")
+            raise UserError(f"--model.strategy=recursive feeds forecasts back as inputs, so every input must be a "
+                            f"target (num_inputs={num_inputs}, num_targets={num_targets}); or use channel_independent")
         w = segment_length
         if w < 1 or input_length % w or (strategy != "direct" and horizon % w):
-            raise ValueError(f"model.segment_length={w} must divide input_length={input_length}"
-                             + ("" if strategy == "direct" else f" and horizon={horizon} (strategy={strategy})"))
+            raise UserError(f"--model.segment_length={w} must divide input_length={input_length}"
+                            + ("" if strategy == "direct" else f" and horizon={horizon} (strategy={strategy})"))
         if loss == "quantile" and (not quantiles or list(quantiles) != sorted(quantiles)
                                    or not all(0 < q < 1 for q in quantiles)):
-            raise ValueError(f"model.quantiles={list(quantiles)} must be increasing values in (0, 1)")
+            raise UserError(f"--model.quantiles={list(quantiles)} must be increasing values in (0, 1)")
         self.quantile_levels = list(quantiles) if loss == "quantile" else [0.5]
         self.register_buffer("quantile_tensor", torch.tensor(self.quantile_levels), persistent=False)
         self.point_index = min(range(len(self.quantile_levels)), key=lambda i: abs(self.quantile_levels[i] - 0.5))
@@ -177,64 +178,26 @@ class Forecaster(AppModule):
 
     # --------------------------------------------------------------- training
 
-    def _elementwise_loss(self, pred: Tensor, y: Tensor) -> Tensor:
+    def elementwise_loss(self, pred: Tensor, y: Tensor) -> Tensor:
         """Loss per (B, H, C_t) element."""
-        if self.hparams.loss == "quantile":
-            diff = y.unsqueeze(-1) - pred
-            q = self.quantile_tensor
-            return torch.maximum(q * diff, (q - 1) * diff).mean(-1)
-        point = pred[..., self.point_index]
-        return (point - y) ** 2 if self.hparams.loss == "mse" else (point - y).abs()
+        return elementwise_loss(pred, y, self.hparams.loss, self.quantile_tensor, self.point_index)
 
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        return self._elementwise_loss(self(batch["x"], batch["x_mark"], batch["y_mark"]), batch["y"]).mean()
+        return self.elementwise_loss(self(batch["x"], batch["x_mark"], batch["y_mark"]), batch["y"]).mean()
 
     def evaluate(self, batch: dict[str, Tensor], stage: str) -> list[dict]:
         """Per window, the sums of every metric over its steps and targets."""
-        y = batch["y"]
-        pred = self(batch["x"], batch["x_mark"], batch["y_mark"])
-        error = pred[..., self.point_index] - y
-        orig_y = y * self.target_std + self.target_mean
-        orig_error = error * self.target_std
-        denominator = orig_y.abs() + (orig_y + orig_error).abs()
-        smape = torch.where(denominator > 0, 200 * orig_error.abs() / denominator.clamp_min(1e-12), 0.0)
-        per_window = [self._elementwise_loss(pred, y), error**2, error.abs(), orig_error.abs(), orig_error**2, smape,
-                      orig_error.abs() / self.mase_scale]
-        sums = torch.stack([t.double().sum((1, 2)) for t in per_window], 1).cpu().tolist()
-        return [{"index": i, **dict(zip(SUMS, row, strict=True))}
-                for i, row in zip(batch["index"].tolist(), sums, strict=True)]
+        y, pred = batch["y"], self(batch["x"], batch["x_mark"], batch["y_mark"])
+        return window_sums(batch["index"], self.elementwise_loss(pred, y), pred[..., self.point_index] - y, y,
+                           self.target_mean, self.target_std, self.mase_scale)
 
     def metrics(self, records: list[dict], stage: str) -> dict[str, float]:
-        count = len(records) * self.hparams.horizon * self.hparams.num_targets
-        mean = {name: sum(r[name] for r in records) / count for name in SUMS}
-        return {
-            f"{stage}_loss": mean["loss"],
-            f"{stage}_mse": mean["se"],
-            f"{stage}_mae": mean["ae"],
-            f"{stage}_mae_original": mean["ae_original"],
-            f"{stage}_rmse_original": mean["se_original"] ** 0.5,
-            f"{stage}_smape": mean["smape"],
-            f"{stage}_mase": mean["scaled_ae"],
-        }
+        return epoch_metrics(records, len(records) * self.hparams.horizon * self.hparams.num_targets, stage)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[dict]:
         """Rows of the prediction file: one per window and step, in original units, with quantiles and the truth
         where it is known."""
-        pred = self.forecast(batch).cpu()
-        B, H = pred.shape[:2]
-        table = {
-            "window": batch["index"].cpu().repeat_interleave(H).numpy(),
-            "origin": pd.to_datetime(batch["origin"].cpu().repeat_interleave(H).numpy()).astype(str),
-            "timestamp": pd.to_datetime(batch["time"].cpu().reshape(-1).numpy()).astype(str),
-            "step": torch.arange(1, H + 1).repeat(B).numpy(),
-        }
-        truth = (batch["y"] * self.target_std + self.target_mean).cpu().reshape(B * H, -1)
-        for c, name in enumerate(self.target_names):
-            table[name] = pred[:, :, c, self.point_index].reshape(-1).numpy()
-            if len(self.quantile_levels) > 1:
-                for q, level in enumerate(self.quantile_levels):
-                    table[f"{name}_q{level:g}"] = pred[:, :, c, q].reshape(-1).numpy()
-            if not truth[:, c].isnan().all():
-                table[f"{name}_true"] = truth[:, c].numpy()
-        return pd.DataFrame(table).to_dict("records")
+        truth = batch["y"] * self.target_std + self.target_mean
+        return prediction_rows(batch, self.forecast(batch), truth, self.target_names, self.quantile_levels,
+                               self.point_index)
 
