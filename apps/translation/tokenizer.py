@@ -20,11 +20,13 @@ def train_tokenizer(texts: list[str], kind: str, vocab_size: int) -> Tokenizer:
     if kind == "bpe":
         tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False)
-    else:
+    elif kind == "unigram":
         tokenizer = Tokenizer(models.Unigram())
         trainer = trainers.UnigramTrainer(
             vocab_size=vocab_size, special_tokens=list(SPECIALS), unk_token="<unk>", show_progress=False
         )
+    else:  # the data module checks --data.tokenizer: another kind here is a bug
+        raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {TOKENIZERS}")
     tokenizer.normalizer = normalizers.NFKC()
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
@@ -52,11 +54,10 @@ def check_tokenizer(tokenizer: Tokenizer, where: str) -> Tokenizer:
 def read_tokenizer(text: str, where: str) -> Tokenizer:
     """A tokenizer from its JSON text (a tokenizer file's or a checkpoint's), checked; errors name ``where``."""
     try:
-        return check_tokenizer(Tokenizer.from_str(text), where)
-    except UserError:
-        raise
+        tokenizer = Tokenizer.from_str(text)
     except Exception as error:  # tokenizers raises bare Exceptions for text that is not a tokenizer
         raise UserError(f"{where}: not a Hugging Face tokenizers JSON file ({error})") from None
+    return check_tokenizer(tokenizer, where)
 
 
 def read_tokenizer_file(path: Path) -> Tokenizer:
