@@ -209,6 +209,9 @@ def test_fit_then_predict_from_a_file_standard_input_and_the_prompt_option(tmp_p
     ({"vocab_size": 50}, r"--data\.vocab_size is 50; expected to be left out with --data\.tokenizer char"),
     ({"hf_config": "wikitext-2-raw-v1"}, r"--data\.hf_config is 'wikitext-2-raw-v1'; expected only with "
                                          r"--data\.hf_dataset"),
+    ({"text_column": "content"}, r"--data\.text_column is 'content'; expected only with --data\.hf_dataset"),
+    ({"predict_path": "-", "prompt": "def f("}, r"--data\.prompt is 'def f\('; expected to be left out when "
+                                              r"--data\.predict_path is given"),
     ({"path": "a.txt", "hf_dataset": "wikitext"}, r"--data\.hf_dataset is 'wikitext'; expected to be left out when "
                                                   r"--data\.path is given"),
     ({"sha256": "0" * 64}, r"--data\.sha256 is '0+'; expected only with a --data\.path file or URL"),

@@ -175,6 +175,12 @@ def test_bad_options_are_named(options, message):
     ({"dataset": "tsv", "path": "p.tsv", "hf_dataset": "wmt16"}, r"--data\.hf_dataset does not apply to "
                                                                  r"--data\.dataset tsv; it is read by dataset hf"),
     ({"dataset": "multi30k", "hf_config": "de-en"}, r"--data\.hf_config does not apply to --data\.dataset multi30k"),
+    ({"test_split": "val"}, r"--data\.test_split does not apply to --data\.dataset generated; it is read by dataset "
+                            r"multi30k"),
+    ({"dataset": "multi30k", "val_fraction": 0.1}, r"--data\.val_fraction does not apply to --data\.dataset multi30k; "
+                                                   r"it is read by dataset tsv"),
+    ({"dataset": "hf", "hf_dataset": "wmt16", "test_fraction": 0.0}, r"--data\.test_fraction does not apply to "
+                                                                     r"--data\.dataset hf"),
     ({"source_lang": "fr"}, r"--data\.source_lang is 'fr', but the generated pairs are English \(en\) -> German"),
     ({"target_lang": "en"}, r"--data\.target_lang is 'en', but the generated pairs are English \(en\) -> German"),
 ])

@@ -8,6 +8,7 @@ same on any number of processes. The text and the tokenizer: text.py.
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import sysconfig
@@ -102,6 +103,7 @@ class LanguageModelData(AppData):
         """
         super().__init__()
         smallest = SMALLEST_VOCABULARY.get(tokenizer, 1)
+        defaults = {name: p.default for name, p in inspect.signature(LanguageModelData.__init__).parameters.items()}
         check("data", {
             "tokenizer": (tokenizer, tokenizer in TOKENIZERS, "char, bpe or word"),
             "vocab_size": (vocab_size, vocab_size is None or (tokenizer != "char" and vocab_size >= smallest),
@@ -115,6 +117,10 @@ class LanguageModelData(AppData):
             # options that the chosen text would ignore are a mistake: say so
             "hf_dataset": (hf_dataset, hf_dataset is None or path is None, "to be left out when --data.path is given"),
             "hf_config": (hf_config, hf_config is None or hf_dataset is not None, "only with --data.hf_dataset"),
+            "text_column": (text_column, text_column == defaults["text_column"] or hf_dataset is not None,
+                            "only with --data.hf_dataset"),
+            "prompt": (prompt, prompt == defaults["prompt"] or predict_path is None,
+                       "to be left out when --data.predict_path is given"),
             "sha256": (sha256, sha256 is None or (path is not None and not Path(path).expanduser().is_dir()),
                        "only with a --data.path file or URL"),
         })

@@ -7,6 +7,7 @@ alone can translate. Batches group sentences of similar length (BucketSampler) t
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -178,9 +179,11 @@ class TranslationDataModule(AppData):
             "test_fraction": (test_fraction, test_fraction >= 0, "at least 0"),
             "test_split": (test_split, test_split in MULTI30K_TEST_SPLITS, f"one of {', '.join(MULTI30K_TEST_SPLITS)}"),
         })
-        readers = {"path": ("multi30k", "tsv"), "hf_dataset": ("hf",), "hf_config": ("hf",)}
-        for option, datasets in readers.items():  # an option the dataset would ignore is a mistake: say so
-            if getattr(self.hparams, option) is not None and dataset not in datasets:
+        readers = {"path": ("multi30k", "tsv"), "hf_dataset": ("hf",), "hf_config": ("hf",),
+                   "test_split": ("multi30k",), "val_fraction": ("tsv",), "test_fraction": ("tsv",)}
+        defaults = inspect.signature(TranslationDataModule.__init__).parameters
+        for option, datasets in readers.items():  # an option given that the dataset would ignore is a mistake: say so
+            if self.hparams[option] != defaults[option].default and dataset not in datasets:
                 raise UserError(f"--data.{option} does not apply to --data.dataset {dataset}; it is read by "
                                 f"dataset {' and '.join(datasets)}")
         if dataset == "tsv" and not path:
