@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from apps.common.errors import UserError
 from apps.language_model import main
 from apps.language_model.data import IGNORE, LanguageModelData
 from apps.language_model.model import LanguageModel
@@ -184,15 +186,39 @@ def test_fit_then_predict_from_a_file_standard_input_and_the_prompt_option(tmp_p
         (0, 0, "import os"), (0, 1, "import os"), (1, 0, "def main():"), (1, 1, "def main():")]
     assert rows["file"] == rows["again"] and rows["stdin"] == rows["file"][:2]  # the seed and the prompt decide
     assert rows["file"][0]["text"] != rows["file"][1]["text"] and len(rows["option"]) == 2
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    with pytest.raises(UserError, match=r"--data\.predict_path - \(standard input\): no prompt \(1 lines, all blank"):
+        main([*predict, "--data.predict_path=-"])
+    with pytest.raises(UserError, match=r"checkpoint .*last\.ckpt was trained with a char tokenizer, but "
+                                        r"--data\.tokenizer is 'word'"):
+        main(["test", *FAST, "--ckpt_path=last", "--data.tokenizer=word"])
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"bptt": 0}, "data.bptt is 0; expected at least 1"),
-    ({"tokenizer": "bytes"}, "data.tokenizer is 'bytes'; expected char, bpe or word"),
-    ({"val_ratio": 0.6, "test_ratio": 0.5}, "data.val_ratio is 0.6"),
+    ({"bptt": 0}, r"--data\.bptt is 0; expected at least 1"),
+    ({"bptt": -5}, r"--data\.bptt is -5; expected at least 1"),
+    ({"batch_size": 0}, r"--data\.batch_size is 0; expected at least 1"),
+    ({"tokenizer": "bytes"}, r"--data\.tokenizer is 'bytes'; expected char, bpe or word"),
+    ({"val_ratio": 0.6, "test_ratio": 0.5}, r"--data\.val_ratio is 0\.6"),
+    ({"val_ratio": 0.0}, r"--data\.val_ratio is 0\.0; expected in \(0, 1 - test_ratio\)"),
+    ({"stdlib_chars": 0}, r"--data\.stdlib_chars is 0; expected at least 1"),
+    ({"tokenizer": "word", "vocab_size": 0}, r"--data\.vocab_size is 0; expected at least 2 for --data\.tokenizer wo"),
+    ({"tokenizer": "word", "vocab_size": 1}, r"--data\.vocab_size is 1; expected at least 2 for --data\.tokenizer wo"),
+    ({"tokenizer": "bpe", "vocab_size": 100}, r"--data\.vocab_size is 100; expected at least 256 for --data\.tokenizer "
+                                              r"bpe"),
+    ({"vocab_size": 50}, r"--data\.vocab_size is 50; expected to be left out with --data\.tokenizer char"),
+    ({"hf_config": "wikitext-2-raw-v1"}, r"--data\.hf_config is 'wikitext-2-raw-v1'; expected only with "
+                                         r"--data\.hf_dataset"),
+    ({"text_column": "content"}, r"--data\.text_column is 'content'; expected only with --data\.hf_dataset"),
+    ({"predict_path": "-", "prompt": "def f("}, r"--data\.prompt is 'def f\('; expected to be left out when "
+                                              r"--data\.predict_path is given"),
+    ({"path": "a.txt", "hf_dataset": "wikitext"}, r"--data\.hf_dataset is 'wikitext'; expected to be left out when "
+                                                  r"--data\.path is given"),
+    ({"sha256": "0" * 64}, r"--data\.sha256 is '0+'; expected only with a --data\.path file or URL"),
+    ({"sha256": "0" * 64, "path": "."}, r"--data\.sha256 is '0+'; expected only with a --data\.path file or URL"),
 ])
 def test_bad_data_options_are_named(options, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         LanguageModelData(**options)
 
 
@@ -208,15 +234,91 @@ def test_bad_model_options_are_named(options, message):
 
 
 def test_bad_text_is_named(tmp_path):
-    with pytest.raises(ValueError, match=r"text.txt: the train text has 0 characters"):
+    with pytest.raises(UserError, match=r"text\.txt \(cut by --data\.val_ratio=0\.2 and --data\.test_ratio=0\.0\): "
+                                        r"the train text has 0 characters, too few"):
         prepared(tmp_path, "")
     (tmp_path / "latin1.txt").write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"latin1.txt:2: not valid UTF-8"):
+    with pytest.raises(UserError, match=r"latin1.txt:2: not valid UTF-8"):
         LanguageModelData(path=str(tmp_path / "latin1.txt")).setup("fit")
     data = prepared(tmp_path, "a" * 20, batch_size=8)
     data.trainer = SimpleNamespace(world_size=2, global_rank=0)
-    with pytest.raises(ValueError, match=r"the train text has 16 tokens, too few for data.batch_size=8 on 2 process"):
+    with pytest.raises(UserError, match=r"the train text has 16 tokens, too few for --data\.batch_size=8 streams on "
+                                        r"each of 2 process\(es\), 2 tokens a stream at least"):
         data.train_dataloader()
     data = prepared(tmp_path, tokenizer="word", prompt="   ")
-    with pytest.raises(ValueError, match=r"data.prompt: prompt 1 has no tokens"):
+    with pytest.raises(UserError, match=r"--data\.prompt: prompt 1 has no tokens"):
         data.prompts()
+
+
+def test_texts_too_short_say_which_split_and_options(tmp_path):
+    with pytest.raises(UserError, match=r"text\.txt \(cut by --data\.val_ratio=0\.2 and --data\.test_ratio=0\.0\): the "
+                                        r"train text has 16 tokens, too few for --data\.batch_size=30 streams on each "
+                                        r"of 1 process"):
+        prepared(tmp_path, "a" * 20, batch_size=30)  # at setup, before any training
+    blank_end = "hello world again\n" * 20 + " " * 200  # the validation text is white space: no word in it
+    with pytest.raises(UserError, match=r"the val text has 0 tokens, too few for one stream on each of 1 process"):
+        prepared(tmp_path, blank_end, tokenizer="word", val_ratio=0.3)
+    data = prepared(tmp_path, "hello world again\n" * 20 + " " * 60 + "last word", tokenizer="word", val_ratio=0.15)
+    for rank in range(3):  # every process stops, not only those left without a stream
+        data.trainer = SimpleNamespace(world_size=3, global_rank=rank)
+        with pytest.raises(UserError, match=r"the val text has 2 tokens, too few for one stream on each of 3 process"):
+            data.val_dataloader()
+    data = prepared(tmp_path, batch_size=2)
+    data.trainer = SimpleNamespace(world_size=3, global_rank=0)
+    with pytest.raises(UserError, match=r"--data\.batch_size is 2, fewer than the 3 processes: evaluation reads"):
+        data.val_dataloader()
+    with pytest.raises(UserError, match=r"--data\.path .*missing\.txt does not exist; expected a text file"):
+        LanguageModelData(path=str(tmp_path / "missing.txt")).setup("fit")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"--data\.path .*empty \(cut by .*\): the train text has 0 characters"):
+        LanguageModelData(path=str(tmp_path / "empty")).setup("fit")
+    with pytest.raises(UserError, match=r"the standard library at .* \(--data\.stdlib_chars=10, cut by "
+                                        r"--data\.val_ratio=0\.05 .*\): the \w+ text has 0 characters"):
+        LanguageModelData(stdlib_chars=10).setup("fit")
+
+
+def test_nothing_to_continue_is_named(tmp_path, monkeypatch):
+    data = LanguageModelData()
+    with pytest.raises(UserError, match=r"predict needs a trained model: pass --ckpt_path"):
+        data.setup("predict")
+    data.tokenizer = train_tokenizer(TEXT, "char", 0)
+    for text, lines in (("", 0), ("\n \n\t\n", 3)):
+        monkeypatch.setattr("sys.stdin", io.StringIO(text))
+        data.hparams.predict_path = "-"
+        with pytest.raises(UserError, match=rf"--data\.predict_path - \(standard input\): no prompt \({lines} lines, "
+                                            r"all blank\)"):
+            data.prompts()
+    (tmp_path / "blank.txt").write_text("\n\n")
+    for path, message in ((tmp_path / "blank.txt", r"no prompt \(2 lines, all blank\)"),
+                          (tmp_path / "missing.txt", "does not exist"), (tmp_path, "is a folder")):
+        data.hparams.predict_path = str(path)
+        with pytest.raises(UserError, match=rf"--data\.predict_path {re.escape(str(path))}: {message}"):
+            data.prompts()
+
+
+def test_a_checkpoint_with_data_it_was_not_trained_for_is_named(tmp_path):
+    """The checkpoint holds the tokenizer; data options that describe another one are an error naming both."""
+    def checkpoint(name: str, tokenizer: str) -> str:
+        torch.save({"artefacts": {"tokenizer": tokenizer}}, tmp_path / name)
+        return str(tmp_path / name)
+
+    char = checkpoint("char.ckpt", train_tokenizer(TEXT, "char", 0).to_str())
+    words = checkpoint("word.ckpt", train_tokenizer(TEXT, "word", 40).to_str())
+    broken = checkpoint("broken.ckpt", '{"version": "1.0", "model": ')
+    for path, options, message in (
+        (char, {"tokenizer": "word"}, r"char\.ckpt was trained with a char tokenizer, but --data\.tokenizer is 'word'"),
+        (char, {"tokenizer": "bpe"}, r"char\.ckpt was trained with a char tokenizer, but --data\.tokenizer is 'bpe'"),
+        (words, {}, r"word\.ckpt was trained with a word tokenizer, but --data\.tokenizer is 'char'"),
+        (words, {"tokenizer": "word", "vocab_size": 10}, r"word\.ckpt has a vocabulary of 40 tokens, more than "
+                                                         r"--data\.vocab_size 10"),
+        (broken, {}, r"broken\.ckpt: its tokenizer is not a tokenizers JSON"),
+    ):
+        data = LanguageModelData(**options)
+        data.checkpoint_path = path
+        with pytest.raises(UserError, match=rf"checkpoint .*{message}"):
+            data.setup("predict")
+    for path, options in ((char, {}), (words, {"tokenizer": "word"}), (words, {"tokenizer": "word", "vocab_size": 40})):
+        data = LanguageModelData(prompt="the fox", **options)
+        data.checkpoint_path = path
+        data.setup("predict")
+        assert data.splits["predict"][0]["prompt"] == "the fox"

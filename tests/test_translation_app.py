@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
+from apps.common.errors import UserError
 from apps.translation import main
 from tests.conftest import metrics_csv, run_app
 
@@ -30,6 +32,10 @@ def test_fit_test_and_predict_from_the_checkpoint_alone(tmp_path, monkeypatch, c
     tested = main(["test", *FAST, f"--ckpt_path={tmp_path / folder / 'last.ckpt'}", "--model.beam_size=3"])
     results = tested.trainer.callback_metrics
     assert 0 <= results["test_bleu"] <= 100 and results["test_ppl"] > 1
+    for other, option in (("--data.tokenizer=unigram", "--data.tokenizer"), ("--data.dataset=multi30k",
+                                                                              "--data.dataset multi30k")):
+        with pytest.raises(UserError, match=rf"checkpoint .*last\.ckpt .*{option}"):  # data it was not trained for
+            main(["test", *FAST, f"--ckpt_path={tmp_path / folder / 'last.ckpt'}", other])
 
     (tmp_path / "input.txt").write_text("twenty one\n\nthree hundred twelve\n")
     capsys.readouterr()
@@ -47,3 +53,6 @@ def test_predict_reads_standard_input(tmp_path):
     (path,) = (tmp_path / "outputs/translation/predictions").glob("*.jsonl")
     assert f"written to {path.relative_to(tmp_path)}" in done.stdout
     assert json.loads(path.read_text())["source"] == "forty two"
+    empty = run_app(["predict", *FAST, "--ckpt_path=last"], tmp_path, app="translation", stdin="\n", check=False)
+    assert empty.returncode == 2, empty.stderr
+    assert "error: --data.predict_path - (standard input): no sentence to translate (1 lines" in empty.stderr

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
+import torch
 
+from apps.common.errors import UserError
 from apps.translation.data import PairDataset, TranslationDataModule, collate
 from apps.translation.sampler import BucketSampler
-from apps.translation.text import BOS, EOS, PAD, english_number, generated_pairs, german_number, train_tokenizer
+from apps.translation.text import english_number, generated_pairs, german_number
+from apps.translation.tokenizer import BOS, EOS, PAD, SPECIALS, train_tokenizer
 
 
 @pytest.mark.parametrize(
@@ -72,7 +77,7 @@ def test_multi30k_folder_de_to_en(tmp_path):
 def test_missing_split_file_is_named(tmp_path):
     folder = _multi30k(tmp_path / "m30k")
     (folder / "val.en.gz").unlink()
-    with pytest.raises(FileNotFoundError, match=r"Multi30k split file .*val\.en\.gz is missing"):
+    with pytest.raises(UserError, match=r"Multi30k split file .*val\.en\.gz is missing"):
         _setup(dataset="multi30k", path=str(folder))
 
 
@@ -86,7 +91,7 @@ def test_line_count_mismatch_names_both_counts(tmp_path):
 def test_empty_lines_skipped_and_counted_or_an_error(tmp_path):
     folder = _multi30k(tmp_path / "m30k")
     _write(folder / "train.de.gz", ["ein Hund"] * 10 + [""] + ["ein Hund"] * 29)
-    with pytest.warns(UserWarning, match=r"skipped 1 pairs with an empty line, first at .*train\.de\.gz:11"):
+    with pytest.warns(UserWarning, match=r"skipped 1 pairs with an empty side, first at .*train\.de\.gz:11"):
         data = _setup(dataset="multi30k", path=str(folder))
     assert len(data.splits["train"]) == 39
     with pytest.raises(ValueError, match=r"train\.de\.gz:11: empty line"):
@@ -139,13 +144,206 @@ def test_tokenizers_put_specials_first_and_round_trip(kind, tmp_path):
     assert data.tokenizer.get_vocab_size() == tokenizer.get_vocab_size()
 
 
-def test_bad_options():
-    with pytest.raises(ValueError, match="unknown dataset 'wmt'"):
-        TranslationDataModule(dataset="wmt")
-    with pytest.raises(ValueError, match=r"dataset 'tsv' needs --data\.path"):
-        TranslationDataModule(dataset="tsv")
-    with pytest.raises(ValueError, match="empty_lines must be 'skip' or 'error'"):
-        TranslationDataModule(empty_lines="drop")
+@pytest.mark.parametrize(("options", "message"), [
+    ({"dataset": "wmt"}, r"--data\.dataset is 'wmt'; expected one of generated, multi30k, tsv, hf"),
+    ({"dataset": "tsv"}, r"dataset 'tsv' needs --data\.path"),
+    ({"dataset": "hf"}, r"dataset 'hf' needs --data\.hf_dataset"),
+    ({"empty_lines": "drop"}, r"--data\.empty_lines is 'drop'; expected skip or error"),
+    ({"tokenizer": "wordpiece"}, r"--data\.tokenizer is 'wordpiece'; expected bpe or unigram"),
+    ({"vocab_size": 0}, r"--data\.vocab_size is 0; expected more than 4: the special tokens <pad>, <bos>"),
+    ({"vocab_size": 4}, r"--data\.vocab_size is 4; expected more than 4"),
+    ({"max_length": 0}, r"--data\.max_length is 0; expected at least 1 token"),
+    ({"max_length": -3}, r"--data\.max_length is -3; expected at least 1 token"),
+    ({"batch_size": 0}, r"--data\.batch_size is 0; expected at least 1"),
+    ({"num_workers": -1}, r"--data\.num_workers is -1; expected at least 0"),
+    ({"generated_sizes": (300, 0, 41)}, r"--data\.generated_sizes is \(300, 0, 41\); expected at least 1 pair in each"),
+    ({"generated_sizes": (0, 41, 41)}, r"--data\.generated_sizes is \(0, 41, 41\)"),
+    ({"val_fraction": 0.0}, r"--data\.val_fraction is 0\.0; expected in \(0, 1 - test_fraction\)"),
+    ({"val_fraction": 0.6, "test_fraction": 0.5}, r"--data\.val_fraction is 0\.6"),
+    ({"test_fraction": -0.1}, r"--data\.test_fraction is -0\.1; expected at least 0"),
+    ({"test_split": "test_2019"}, r"--data\.test_split is 'test_2019'; expected one of test_2016_flickr"),
+])
+def test_bad_options_are_named(options, message):
+    with pytest.raises(UserError, match=message):
+        TranslationDataModule(**options)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"path": "pairs.tsv"}, r"--data\.path does not apply to --data\.dataset generated; it is read by dataset "
+                            r"multi30k and tsv"),
+    ({"dataset": "hf", "hf_dataset": "wmt16", "path": "x"}, r"--data\.path does not apply to --data\.dataset hf"),
+    ({"dataset": "tsv", "path": "p.tsv", "hf_dataset": "wmt16"}, r"--data\.hf_dataset does not apply to "
+                                                                 r"--data\.dataset tsv; it is read by dataset hf"),
+    ({"dataset": "multi30k", "hf_config": "de-en"}, r"--data\.hf_config does not apply to --data\.dataset multi30k"),
+    ({"test_split": "val"}, r"--data\.test_split does not apply to --data\.dataset generated; it is read by dataset "
+                            r"multi30k"),
+    ({"dataset": "multi30k", "val_fraction": 0.1}, r"--data\.val_fraction does not apply to --data\.dataset multi30k; "
+                                                   r"it is read by dataset tsv"),
+    ({"dataset": "hf", "hf_dataset": "wmt16", "test_fraction": 0.0}, r"--data\.test_fraction does not apply to "
+                                                                     r"--data\.dataset hf"),
+    ({"source_lang": "fr"}, r"--data\.source_lang is 'fr', but the generated pairs are English \(en\) -> German"),
+    ({"target_lang": "en"}, r"--data\.target_lang is 'en', but the generated pairs are English \(en\) -> German"),
+])
+def test_options_the_dataset_does_not_read_are_named(options, message):
+    with pytest.raises(UserError, match=message):
+        TranslationDataModule(**options)
+
+
+@pytest.mark.parametrize(("line", "found"), [
+    ("quelle\tsource\textra", "3 fields"),
+    ("quelle\tsource\t", "3 fields"),
+    ("a\tb\tc\td", "4 fields"),
+    ("quelle ohne tab", r"1 field \(no tab\)"),
+])
+def test_tsv_lines_need_exactly_two_fields(tmp_path, line, found):
+    path = _write(tmp_path / "pairs.tsv", [f"quelle {i}\tsource {i}" for i in range(20)] + [line])
+    with pytest.raises(UserError, match=rf"pairs\.tsv:21: expected source<TAB>target \(2 tab-separated fields\), "
+                                        rf"found {found}"):
+        _setup(dataset="tsv", path=str(path))
+
+
+def _tokenizer_files(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Files given as --data.tokenizer_file that are not a usable tokenizer, and what the error says of each."""
+    good = train_tokenizer([english_number(n) for n in range(50)], "bpe", 60).to_str()
+    specials_only = json.loads(good)
+    specials_only["model"].update(vocab={token: i for i, token in enumerate(SPECIALS)}, merges=[])
+    swapped = json.loads(good)
+    for entry in swapped["added_tokens"]:
+        entry["id"] = {0: 1, 1: 0}.get(entry["id"], entry["id"])
+    vocab = swapped["model"]["vocab"]
+    vocab["<pad>"], vocab["<bos>"] = vocab["<bos>"], vocab["<pad>"]
+    files = {
+        "garbage.json": (bytes(range(128, 256)), "not UTF-8 text"),
+        "empty.json": (b"", "not a Hugging Face tokenizers JSON file"),
+        "half.json": (good[: len(good) // 2].encode(), "not a Hugging Face tokenizers JSON file"),
+        "other.json": (json.dumps({"name": "not a tokenizer"}).encode(), "not a Hugging Face tokenizers JSON file"),
+        "specials.json": (json.dumps(specials_only).encode(), "the vocabulary holds only the special tokens"),
+        "swapped.json": (json.dumps(swapped).encode(), "token '<pad>' must have id 0, has 1"),
+    }
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    return {name: (folder / name, message) for name, (_, message) in files.items()} | {
+        "missing.json": (folder / "missing.json", "does not exist"), "folder": (folder, "is a folder")}
+
+
+def test_bad_tokenizer_files_are_named(tmp_path):
+    for name, (path, message) in _tokenizer_files(tmp_path).items():
+        with pytest.raises(UserError, match=rf"--data\.tokenizer_file {re.escape(str(path))}: .*{message}"):
+            _setup(tokenizer_file=str(path), generated_sizes=(50, 10, 10))
+        assert name
+
+
+@pytest.mark.parametrize("vocab_size", [5, 10, 20])
+def test_a_unigram_vocabulary_too_small_for_the_characters_names_the_option(vocab_size):
+    with pytest.raises(UserError, match=rf"--data\.vocab_size {vocab_size} is too small for a unigram vocabulary"):
+        _setup(tokenizer="unigram", vocab_size=vocab_size, generated_sizes=(50, 10, 10))
+
+
+def test_splits_left_empty_say_what_emptied_them(tmp_path):
+    empty_sides = _write(tmp_path / "sides.tsv", [f"quelle {i}\t" for i in range(30)])
+    with pytest.raises(UserError, match=r"sides\.tsv: no sentence pairs: all 30 have an empty side \(dropped by "
+                                        r"--data\.empty_lines skip\)"):
+        _setup(dataset="tsv", path=str(empty_sides))
+    with pytest.raises(UserError, match=r"nothing\.tsv: no sentence pairs: no lines"):
+        _setup(dataset="tsv", path=str(_write(tmp_path / "nothing.tsv", [])))
+    one = _write(tmp_path / "one.tsv", ["quelle\tsource"])
+    with pytest.raises(UserError, match=r"one\.tsv: the test split is empty: of 1 pairs, --data\.val_fraction 0\.05 "
+                                        r"and --data\.test_fraction 0\.05 leave none for it"):
+        _setup(dataset="tsv", path=str(one))
+    pairs = _write(tmp_path / "pairs.tsv", [f"quelle {i}\tsource {i}" for i in range(40)])
+    with pytest.raises(UserError, match=r"the test split is empty: of 40 pairs, .*--data\.test_fraction 0\.0 leave"):
+        _setup(dataset="tsv", path=str(pairs), test_fraction=0.0)
+    folder = _multi30k(tmp_path / "m30k")
+    _write(folder / "val.de.gz", [])
+    _write(folder / "val.en.gz", [])
+    with pytest.raises(UserError, match=r"val\.de\.gz and .*val\.en\.gz: no sentence pairs: no lines"):
+        _setup(dataset="multi30k", path=str(folder))
+    _write(folder / "val.de.gz", [""] * 3)
+    _write(folder / "val.en.gz", ["a dog"] * 3)
+    with pytest.raises(UserError, match=r"val\.de\.gz and .*val\.en\.gz: no sentence pairs: all 3 have an empty"):
+        _setup(dataset="multi30k", path=str(folder))
+
+
+@pytest.mark.parametrize("max_length", [1, 2, 3])
+def test_a_max_length_that_truncates_every_pair_names_the_option(tmp_path, max_length):
+    with pytest.raises(UserError, match=rf"train: --data\.max_length {max_length} truncates every sentence pair; "
+                                        r"the shortest needs \d+ tokens"):
+        _setup(dataset="multi30k", path=str(_multi30k(tmp_path / "m30k")), max_length=max_length)
+
+
+def _predicting(**options) -> TranslationDataModule:
+    """A data module for predict, with the tokenizer a checkpoint would bring."""
+    data = TranslationDataModule(**options)
+    data.tokenizer = train_tokenizer([english_number(n) for n in range(50)], "bpe", 60)
+    data.setup("predict")
+    return data
+
+
+def test_nothing_to_translate_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(UserError, match=r"--data\.predict_path - \(standard input\): no sentence to translate "
+                                        r"\(0 lines, all blank\)"):
+        _predicting()
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n  \n"))
+    with pytest.raises(UserError, match=r"standard input\): no sentence to translate \(2 lines, all blank\)"):
+        _predicting()
+    for name, lines, message in (("empty.txt", [], r"\(0 lines"), ("blank.txt", ["", " ", "\t"], r"\(3 lines")):
+        path = _write(tmp_path / name, lines)
+        with pytest.raises(UserError, match=rf"--data\.predict_path {re.escape(str(path))}: no sentence to translate "
+                                            + message):
+            _predicting(predict_path=str(path))
+    for path, message in ((tmp_path / "missing.txt", "does not exist"), (tmp_path, "is a folder")):
+        with pytest.raises(UserError, match=rf"--data\.predict_path {re.escape(str(path))}: {message}"):
+            _predicting(predict_path=str(path))
+    assert len(_predicting(predict_path=str(_write(tmp_path / "ok.txt", ["", "one", ""]))).splits["predict"]) == 1
+
+
+def _checkpoint(path: Path, languages: list | None, kind: str = "bpe") -> str:
+    """A checkpoint file that holds only the artefacts the data reads: a tokenizer and (unless None) languages."""
+    tokenizer = train_tokenizer([f"ein Hund läuft {i}" for i in range(40)] + [f"a dog runs {i}" for i in range(40)],
+                                kind, 60)
+    artefacts = {"tokenizer": tokenizer.to_str()} | ({} if languages is None else {"languages": languages})
+    torch.save({"artefacts": artefacts}, path)
+    return str(path)
+
+
+def _restoring(checkpoint: str, **options) -> TranslationDataModule:
+    data = TranslationDataModule(**{"batch_size": 8} | options)
+    data.checkpoint_path = checkpoint
+    data.setup("test")
+    return data
+
+
+def test_a_checkpoint_with_data_it_was_not_trained_for_is_named(tmp_path):
+    folder = str(_multi30k(tmp_path / "m30k"))
+    de_en = _checkpoint(tmp_path / "de-en.ckpt", ["de", "en"])
+    for options, message in (
+        ({}, r"translates de -> en, but the data options say en -> de \(--data\.dataset generated"),
+        ({"dataset": "multi30k", "path": folder, "source_lang": "en", "target_lang": "de"},
+         r"translates de -> en, but the data options say en -> de \(--data\.dataset multi30k"),
+        ({"dataset": "multi30k", "path": folder, "tokenizer": "unigram"},
+         r"was trained with a bpe tokenizer, but --data\.tokenizer is 'unigram'"),
+    ):
+        with pytest.raises(UserError, match=rf"checkpoint {re.escape(de_en)} {message}"):
+            _restoring(de_en, **{"generated_sizes": (50, 10, 10)} | options)
+    other = _write(tmp_path / "other.json", [train_tokenizer(["x y z"] * 5, "bpe", 60).to_str()])
+    with pytest.raises(UserError, match=rf"--data\.tokenizer_file {re.escape(str(other))} is not the tokenizer "
+                                        rf"checkpoint {re.escape(de_en)} was trained with"):
+        _restoring(de_en, dataset="multi30k", path=folder, tokenizer_file=str(other))
+    unigram = _checkpoint(tmp_path / "unigram.ckpt", ["de", "en"], "unigram")
+    with pytest.raises(UserError, match=r"unigram\.ckpt was trained with a unigram tokenizer, but --data\.tokenizer "
+                                        r"is 'bpe'"):
+        _restoring(unigram, dataset="multi30k", path=folder)
+    broken = tmp_path / "broken.ckpt"
+    torch.save({"artefacts": {"tokenizer": "{not json", "languages": ["de", "en"]}}, broken)
+    with pytest.raises(UserError, match=r"broken\.ckpt: its tokenizer: not a Hugging Face tokenizers JSON file"):
+        _restoring(str(broken), dataset="multi30k", path=folder)
+    # what agrees passes: the same options, a checkpoint older than recorded languages, an unlabelled tsv file
+    assert len(_restoring(de_en, dataset="multi30k", path=folder).splits["test"]) == 40
+    assert len(_restoring(_checkpoint(tmp_path / "old.ckpt", None), dataset="multi30k", path=folder,
+                          source_lang="en", target_lang="de").splits["test"]) == 40
+    tsv = _write(tmp_path / "pairs.tsv", [f"quelle {i}\tsource {i}" for i in range(40)])
+    assert len(_restoring(de_en, dataset="tsv", path=str(tsv)).splits["test"]) == 2
 
 
 def test_collate_pads_and_shifts():

@@ -3,6 +3,7 @@ bpe or word tokenizer (Hugging Face ``tokenizers``) with, per token, the charact
 
 from __future__ import annotations
 
+import json
 import os
 import sysconfig
 import zlib
@@ -13,7 +14,13 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import Tensor
 
+from apps.common.errors import UserError
+
 UNK = "<unk>"
+TOKENIZERS = ("char", "bpe", "word")
+DEFAULT_VOCAB_SIZE = 8000  # of bpe and word
+#: the smallest vocabulary each trained tokenizer can have: <unk> and a word; the 256 byte tokens
+SMALLEST_VOCABULARY = {"word": 2, "bpe": 256}
 #: standard library folders left out: tests, installed packages, generated tables (codecs, documentation)
 NOT_LIBRARY = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "encodings", "pydoc_data"}
 
@@ -45,7 +52,7 @@ def read_text(path: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise ValueError(f"{path}:{line}: not valid UTF-8 ({error.reason})") from None
+        raise UserError(f"{path}:{line}: not valid UTF-8 ({error.reason})") from None
 
 
 def split_by_ratios(text: str, val_ratio: float, test_ratio: float) -> dict[str, str]:
@@ -61,8 +68,8 @@ def hf_texts(name: str, config: str | None, column: str, val_ratio: float, test_
 
     data = datasets.load_dataset(name, config)
     if "train" not in data or column not in data["train"].column_names:
-        raise ValueError(f"data.hf_dataset {name!r} needs a 'train' split with the column data.text_column="
-                         f"{column!r}; it has {data.column_names}")
+        raise UserError(f"--data.hf_dataset {name!r} needs a 'train' split with the column --data.text_column="
+                        f"{column!r}; it has {data.column_names}")
     splits = {"train": "train", "val": "validation", "test": "test"}
     texts = {split: "\n".join(data[found][column]) for split, found in splits.items() if found in data}
     return texts if "val" in texts else split_by_ratios(texts["train"], val_ratio, test_ratio)
@@ -87,6 +94,15 @@ def train_tokenizer(text: str, kind: str, vocab_size: int) -> Tokenizer:
         trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=[UNK], show_progress=False)
     tokenizer.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
     return tokenizer
+
+
+def tokenizer_kind(tokenizer: Tokenizer) -> str:
+    """What --data.tokenizer names a tokenizer that train_tokenizer made: char, bpe or word (or its model type)."""
+    spec = json.loads(tokenizer.to_str())
+    model, pre_tokenizer = spec["model"]["type"], (spec.get("pre_tokenizer") or {}).get("type")
+    if model == "WordLevel" and pre_tokenizer in ("Split", "Whitespace"):
+        return "char" if pre_tokenizer == "Split" else "word"
+    return model.lower()
 
 
 class Tokens(NamedTuple):

@@ -7,9 +7,8 @@ alone can translate. Batches group sentences of similar length (BucketSampler) t
 
 from __future__ import annotations
 
-import math
-import random
-import sys
+import inspect
+import json
 from pathlib import Path
 
 import torch
@@ -18,17 +17,30 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Dataset
 
 from apps.common.data import AppData
+from apps.common.errors import UserError
 from apps.translation.sampler import BucketSampler
 from apps.translation.text import (
-    BOS,
     DATASETS,
-    EOS,
-    PAD,
-    check_tokenizer,
+    GENERATED_LANGUAGES,
+    MULTI30K_TEST_SPLITS,
     generated_pairs,
+    hf_pairs,
     multi30k_file,
     pair_lines,
     read_lines,
+    read_tsv,
+    sentences,
+    split_by_fractions,
+)
+from apps.translation.tokenizer import (
+    BOS,
+    EOS,
+    PAD,
+    SPECIALS,
+    TOKENIZERS,
+    read_tokenizer,
+    read_tokenizer_file,
+    tokenizer_kind,
     train_tokenizer,
 )
 
@@ -42,6 +54,10 @@ class PairDataset(Dataset):
         self.source_text, self.target_text = source, target
         self.source = [e.ids for e in tokenizer.encode_batch(source)]
         self.target = [e.ids for e in tokenizer.encode_batch(target)] if target else [[] for _ in source]
+        needed = [max(len(s), len(t)) for s, t in zip(self.source, self.target, strict=True)]
+        if min(needed, default=0) > max_length:  # every pair would lose its end: the option is wrong, not the data
+            raise UserError(f"{name}: --data.max_length {max_length} truncates every sentence pair; the shortest "
+                            f"needs {min(needed)} tokens")
         self.truncated = 0
         for ids in (self.source, self.target):
             for i, seq in enumerate(ids):
@@ -86,6 +102,13 @@ def collate(items) -> dict:
     }
 
 
+def check_options(rules: dict[str, tuple[object, bool, str]]) -> None:
+    """Raises naming the first option that breaks its rule; ``rules``: {name: (value, ok, what is expected)}."""
+    for name, (value, ok, expected) in rules.items():
+        if not ok:
+            raise UserError(f"--data.{name} is {value!r}; expected {expected}")
+
+
 class TranslationDataModule(AppData):
     """Sentence pairs, a subword tokenizer, and length-bucketed batches."""
 
@@ -95,8 +118,8 @@ class TranslationDataModule(AppData):
         self,
         dataset: str = "generated",
         path: str | None = None,
-        source_lang: str = "de",
-        target_lang: str = "en",
+        source_lang: str | None = None,
+        target_lang: str | None = None,
         hf_dataset: str | None = None,
         hf_config: str | None = None,
         tokenizer: str = "bpe",
@@ -118,8 +141,9 @@ class TranslationDataModule(AppData):
         Args:
             dataset: "generated" (English -> German numbers, offline), "multi30k", "tsv" or "hf".
             path: multi30k: folder with {train,val,test_2016_flickr}.{de,en}.gz (None: download); tsv: the file.
-            source_lang: language translated from (multi30k, hf).
-            target_lang: language translated into (multi30k, hf).
+            source_lang: language translated from: multi30k and hf (None: de), a label for tsv (recorded in
+                checkpoints); the generated pairs are en.
+            target_lang: language translated into: multi30k and hf (None: en), a label for tsv; generated: de.
             hf_dataset: Hugging Face dataset name or local folder, for dataset "hf".
             hf_config: the Hugging Face dataset's configuration name, if it has several.
             tokenizer: "bpe" or "unigram", trained on both sides of the training split.
@@ -139,124 +163,113 @@ class TranslationDataModule(AppData):
             seed: seed of the generated pairs, the tsv split and the batch order.
         """
         super().__init__()
-        if dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
-        if empty_lines not in ("skip", "error"):
-            raise ValueError(f"empty_lines must be 'skip' or 'error', got {empty_lines!r}")
+        check_options({
+            "dataset": (dataset, dataset in DATASETS, f"one of {', '.join(DATASETS)}"),
+            "tokenizer": (tokenizer, tokenizer in TOKENIZERS, "bpe or unigram (or give --data.tokenizer_file)"),
+            "vocab_size": (vocab_size, vocab_size > len(SPECIALS),
+                           f"more than {len(SPECIALS)}: the special tokens {', '.join(SPECIALS)} and subwords"),
+            "max_length": (max_length, max_length >= 1, "at least 1 token"),
+            "empty_lines": (empty_lines, empty_lines in ("skip", "error"), "skip or error"),
+            "batch_size": (batch_size, batch_size >= 1, "at least 1"),
+            "num_workers": (num_workers, num_workers >= 0, "at least 0"),
+            "generated_sizes": (generated_sizes, min(generated_sizes) >= 1,
+                                "at least 1 pair in each of train, validation and test"),
+            "val_fraction": (val_fraction, val_fraction > 0 and val_fraction + test_fraction < 1,
+                             "in (0, 1 - test_fraction): the validation share of a tsv file"),
+            "test_fraction": (test_fraction, test_fraction >= 0, "at least 0"),
+            "test_split": (test_split, test_split in MULTI30K_TEST_SPLITS, f"one of {', '.join(MULTI30K_TEST_SPLITS)}"),
+        })
+        readers = {"path": ("multi30k", "tsv"), "hf_dataset": ("hf",), "hf_config": ("hf",),
+                   "test_split": ("multi30k",), "val_fraction": ("tsv",), "test_fraction": ("tsv",)}
+        defaults = inspect.signature(TranslationDataModule.__init__).parameters
+        for option, datasets in readers.items():  # an option given that the dataset would ignore is a mistake: say so
+            if self.hparams[option] != defaults[option].default and dataset not in datasets:
+                raise UserError(f"--data.{option} does not apply to --data.dataset {dataset}; it is read by "
+                                f"dataset {' and '.join(datasets)}")
         if dataset == "tsv" and not path:
-            raise ValueError("dataset 'tsv' needs --data.path: a file of source<TAB>target lines")
+            raise UserError("dataset 'tsv' needs --data.path: a file of source<TAB>target lines")
         if dataset == "hf" and not hf_dataset:
-            raise ValueError("dataset 'hf' needs --data.hf_dataset: a Hugging Face dataset name or folder")
+            raise UserError("dataset 'hf' needs --data.hf_dataset: a Hugging Face dataset name or folder")
+        for option, given, language in zip(("source_lang", "target_lang"), (source_lang, target_lang),
+                                           GENERATED_LANGUAGES, strict=True):
+            if dataset == "generated" and given not in (None, language):
+                raise UserError(f"--data.{option} is {given!r}, but the generated pairs are English (en) -> German "
+                                f"(de); leave it out or give another --data.dataset")
         self.tokenizer: Tokenizer | None = None
+
+    @property
+    def languages(self) -> tuple[str | None, str | None]:
+        """Source and target language of the data (None where a tsv file's are not labelled)."""
+        hp = self.hparams
+        if hp.dataset == "generated":
+            return GENERATED_LANGUAGES
+        if hp.dataset == "tsv":
+            return hp.source_lang, hp.target_lang
+        return hp.source_lang or "de", hp.target_lang or "en"
 
     # ------------------------------------------------------------------ raw text
 
     def read_splits(self, names: tuple[str, ...]) -> dict[str, tuple[list[str], list[str]]]:
-        """Source and target sentences of the named splits (train, val, test)."""
+        """Source and target sentences of the named splits (train, val, test), none of them empty."""
         hp = self.hparams
         if hp.dataset == "generated":
             splits = generated_pairs(dict(zip(("train", "val", "test"), hp.generated_sizes, strict=True)), hp.seed)
         elif hp.dataset == "multi30k":
             directory = None if hp.path is None else Path(hp.path).expanduser()
             files = {"train": "train", "val": "val", "test": hp.test_split}
-            splits = {split: self._paired(*(multi30k_file(directory, files[split], lang, hp.cache_dir)
-                                            for lang in (hp.source_lang, hp.target_lang)))
-                      for split in names}
+            splits = {}
+            for split in names:
+                paths = [multi30k_file(directory, files[split], lang, hp.cache_dir) for lang in self.languages]
+                splits[split] = pair_lines(*map(read_lines, paths), tuple(map(str, paths)), hp.empty_lines)
         elif hp.dataset == "tsv":
-            splits = self._read_tsv(Path(hp.path).expanduser())
+            path = Path(hp.path).expanduser()
+            pairs = pair_lines(*read_tsv(path), (str(path), str(path)), hp.empty_lines)
+            splits = split_by_fractions(pairs, hp.val_fraction, hp.test_fraction, hp.seed, str(path))
         else:
-            splits = self._read_hf()
+            splits = hf_pairs(hp.hf_dataset, hp.hf_config, self.languages, hp.empty_lines)
         return {name: splits[name] for name in names}
-
-    def _paired(self, source_file: Path, target_file: Path) -> tuple[list[str], list[str]]:
-        source, target, report = pair_lines(
-            read_lines(source_file), read_lines(target_file), (str(source_file), str(target_file)),
-            self.hparams.empty_lines,
-        )
-        if report.empty:
-            rank_zero_warn(f"skipped {report.empty} pairs with an empty line, first at {', '.join(report.first_empty)}")
-        return source, target
-
-    def _read_tsv(self, path: Path) -> dict[str, tuple[list[str], list[str]]]:
-        if not path.is_file():
-            raise FileNotFoundError(f"tsv file {path} does not exist")
-        source, target = [], []
-        for number, line in enumerate(read_lines(path), start=1):
-            if not line.strip():
-                source.append("")
-                target.append("")
-                continue
-            columns = line.split("\t")
-            if len(columns) < 2:
-                raise ValueError(f"{path}:{number}: expected source<TAB>target, found no tab")
-            source.append(columns[0])
-            target.append(columns[1])
-        source, target, report = pair_lines(source, target, (str(path), str(path)), self.hparams.empty_lines)
-        if report.empty:
-            rank_zero_warn(f"skipped {report.empty} pairs with an empty side, first at {', '.join(report.first_empty)}")
-        order = list(range(len(source)))
-        random.Random(self.hparams.seed).shuffle(order)
-        n_val = math.ceil(len(order) * self.hparams.val_fraction)
-        n_test = math.ceil(len(order) * self.hparams.test_fraction)
-        parts = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
-        return {split: ([source[i] for i in idx], [target[i] for i in idx]) for split, idx in parts.items()}
-
-    def _read_hf(self) -> dict[str, tuple[list[str], list[str]]]:
-        import datasets  # imported here: it is slow to import and only this source needs it
-
-        hp = self.hparams
-        data = datasets.load_dataset(hp.hf_dataset, hp.hf_config)
-        names = {"train": ("train",), "val": ("validation", "val", "dev"), "test": ("test",)}
-        splits = {}
-        for split, candidates in names.items():
-            found = next((c for c in candidates if c in data), None)
-            if found is None:
-                raise ValueError(f"Hugging Face dataset {hp.hf_dataset!r} has splits {list(data)}; expected one of "
-                                 f"{candidates} for {split}")
-            rows = data[found]
-            if "translation" in rows.column_names:
-                pairs = rows["translation"]
-                source, target = [p[hp.source_lang] for p in pairs], [p[hp.target_lang] for p in pairs]
-            elif {hp.source_lang, hp.target_lang} <= set(rows.column_names):
-                source, target = rows[hp.source_lang], rows[hp.target_lang]
-            else:
-                raise ValueError(f"Hugging Face dataset {hp.hf_dataset!r} split {found!r} has columns "
-                                 f"{rows.column_names}; expected 'translation' or {hp.source_lang!r} and "
-                                 f"{hp.target_lang!r}")
-            splits[split] = self._paired_texts(source, target, f"{hp.hf_dataset}[{found}]")
-        return splits
-
-    def _paired_texts(self, source, target, name) -> tuple[list[str], list[str]]:
-        source, target, report = pair_lines(list(source), list(target), (name, name), self.hparams.empty_lines)
-        if report.empty:
-            rank_zero_warn(f"{name}: skipped {report.empty} pairs with an empty side")
-        return source, target
 
     # ------------------------------------------------------------------ setup
 
     def build_tokenizer(self, train_source: list[str], train_target: list[str]) -> Tokenizer:
         hp = self.hparams
         if hp.tokenizer_file:
-            path = Path(hp.tokenizer_file).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"tokenizer file {path} does not exist")
-            return check_tokenizer(Tokenizer.from_file(str(path)), str(path))
+            return read_tokenizer_file(Path(hp.tokenizer_file).expanduser())
         return train_tokenizer(train_source + train_target, hp.tokenizer, hp.vocab_size)
 
     def artefacts(self) -> dict:
-        return {"tokenizer": self.tokenizer.to_str()}
+        return {"tokenizer": self.tokenizer.to_str(), "languages": list(self.languages)}
+
+    def restore(self, saved: dict) -> Tokenizer:
+        """The tokenizer of the checkpoint the command restores, once the data options are found to agree with what
+        the checkpoint was trained on: its languages, and its tokenizer (file or kind)."""
+        hp, where = self.hparams, f"checkpoint {self.checkpoint_path}"
+        tokenizer = read_tokenizer(saved["tokenizer"], f"{where}: its tokenizer")
+        trained, ours = saved.get("languages", [None, None]), self.languages
+        if any(a and b and a != b for a, b in zip(trained, ours, strict=True)):
+            raise UserError(f"{where} translates {trained[0]} -> {trained[1]}, but the data options say {ours[0]} -> "
+                            f"{ours[1]} (--data.dataset {hp.dataset}, --data.source_lang, --data.target_lang); give "
+                            "the options it was trained with")
+        if hp.tokenizer_file:
+            given = read_tokenizer_file(Path(hp.tokenizer_file).expanduser())
+            if json.loads(given.to_str()) != json.loads(tokenizer.to_str()):
+                raise UserError(f"--data.tokenizer_file {hp.tokenizer_file} is not the tokenizer {where} was trained "
+                                "with; leave it out (the checkpoint holds its tokenizer)")
+        elif tokenizer_kind(tokenizer) != hp.tokenizer:
+            raise UserError(f"{where} was trained with a {tokenizer_kind(tokenizer)} tokenizer, but --data.tokenizer "
+                            f"is {hp.tokenizer!r}")
+        return tokenizer
 
     def make_splits(self, names: tuple[str, ...]) -> dict[str, PairDataset]:
         hp = self.hparams
         saved = self.saved_artefacts()
         if self.tokenizer is None and saved:  # the ids must mean what they meant when the model was trained
-            self.tokenizer = check_tokenizer(Tokenizer.from_str(saved["tokenizer"]), self.checkpoint_path)
+            self.tokenizer = self.restore(saved)
         if names == ("predict",):
             if self.tokenizer is None:
-                raise RuntimeError("predict needs a trained model: pass --ckpt_path (the tokenizer is in it)")
-            lines = sys.stdin.read().splitlines() if hp.predict_path == "-" else read_lines(Path(hp.predict_path))
-            lines = [line.strip() for line in lines if line.strip()]
-            return {"predict": PairDataset(lines, [], self.tokenizer, hp.max_length, hp.predict_path)}
+                raise UserError("predict needs a trained model: pass --ckpt_path (the tokenizer is in it)")
+            return {"predict": PairDataset(sentences(hp.predict_path), [], self.tokenizer, hp.max_length,
+                                           f"--data.predict_path {hp.predict_path}")}
         texts = self.read_splits(names if self.tokenizer else tuple(dict.fromkeys(("train", *names))))
         if self.tokenizer is None:
             self.tokenizer = self.build_tokenizer(*texts["train"])

@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 from apps.common.metrics import token_nll_sums
 from apps.common.module import AppModule
 from apps.translation.data import collate
-from apps.translation.text import BOS, EOS, PAD
+from apps.translation.tokenizer import BOS, EOS, PAD
 from rnn_core.decoders import RecurrentDecoder
 from rnn_core.encoders import Bridge, SequenceEncoder
 

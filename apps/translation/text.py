@@ -1,20 +1,24 @@
-"""The text of translation: generated number pairs, reading sentence files, and the subword tokenizer (BPE or unigram,
-one vocabulary for both languages, the special tokens first)."""
+"""The text of translation: generated number pairs, and reading sentence pairs (Multi30k files, tsv files, Hugging Face
+datasets) and sentences to translate; errors name the file and line or the option at fault. The tokenizer:
+tokenizer.py."""
 
 from __future__ import annotations
 
 import gzip
+import math
 import random
-from dataclasses import dataclass, field
+import sys
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from lightning.pytorch.utilities import rank_zero_warn
 
 from apps.common.data import fetch
+from apps.common.errors import UserError
 
-SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
-PAD, BOS, EOS, UNK = range(4)
 DATASETS = ("generated", "multi30k", "tsv", "hf")
+MULTI30K_TEST_SPLITS = ("test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr", "val")
+#: the languages of the generated pairs
+GENERATED_LANGUAGES = ("en", "de")
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{name}"
 
 # ---------------------------------------------------------------------------------------------- generated pairs
@@ -76,14 +80,6 @@ def generated_pairs(counts: dict[str, int], seed: int) -> dict[str, tuple[list[s
 # ---------------------------------------------------------------------------------------------------- reading
 
 
-@dataclass
-class ReadReport:
-    """What reading a parallel corpus dropped."""
-
-    empty: int = 0
-    first_empty: list[str] = field(default_factory=list)
-
-
 def read_lines(path: Path) -> list[str]:
     """The lines of a text file (gzip when it ends in .gz), decoded as UTF-8; an undecodable line is an error that
     names the file and the line."""
@@ -94,7 +90,7 @@ def read_lines(path: Path) -> list[str]:
             try:
                 lines.append(raw.decode("utf-8").rstrip("\r\n"))
             except UnicodeDecodeError as err:
-                raise ValueError(
+                raise UserError(
                     f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start} of the line)"
                 ) from None
     return lines
@@ -102,15 +98,16 @@ def read_lines(path: Path) -> list[str]:
 
 def pair_lines(
     source: list[str], target: list[str], where: tuple[str, str], empty_lines: str
-) -> tuple[list[str], list[str], ReadReport]:
-    """Zips two sides line by line: equal counts required; pairs with an empty side are dropped (and counted) or
-    are an error, by ``empty_lines`` ("skip" or "error")."""
+) -> tuple[list[str], list[str]]:
+    """Zips two sides line by line: equal counts required; pairs with an empty side are dropped (counted and warned
+    about) or are an error, by ``empty_lines`` ("skip" or "error"); no pair left is an error. Every source of pairs
+    passes here."""
     if len(source) != len(target):
-        raise ValueError(
+        raise UserError(
             f"{where[0]} has {len(source)} lines but {where[1]} has {len(target)}; a parallel corpus needs one "
             f"target line for every source line"
         )
-    report, kept_source, kept_target = ReadReport(), [], []
+    kept_source, kept_target, skipped = [], [], []
     for number, (s, t) in enumerate(zip(source, target, strict=True), start=1):
         s, t = s.strip(), t.strip()
         if s and t:
@@ -119,11 +116,32 @@ def pair_lines(
             continue
         place = f"{where[0] if not s else where[1]}:{number}"
         if empty_lines == "error":
-            raise ValueError(f"{place}: empty line (pass --data.empty_lines skip to drop such pairs)")
-        report.empty += 1
-        if len(report.first_empty) < 5:
-            report.first_empty.append(place)
-    return kept_source, kept_target, report
+            raise UserError(f"{place}: empty line (pass --data.empty_lines skip to drop such pairs)")
+        skipped.append(place)
+    named = where[0] if where[0] == where[1] else f"{where[0]} and {where[1]}"
+    if not kept_source:
+        raise UserError(f"{named}: no sentence pairs: " + (f"all {len(source)} have an empty side (dropped by "
+                        "--data.empty_lines skip)" if source else "no lines"))
+    if skipped:
+        rank_zero_warn(f"skipped {len(skipped)} pairs with an empty side, first at {', '.join(skipped[:5])}")
+    return kept_source, kept_target
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[str]]:
+    """The two columns of a ``source<TAB>target`` file; a blank line is a pair of empty sides (for ``pair_lines`` to
+    skip or refuse), any other line must hold exactly two fields."""
+    if not path.is_file():
+        raise UserError(f"--data.path {path}: {'is a folder' if path.is_dir() else 'does not exist'}; dataset 'tsv' "
+                        "expects a file of source<TAB>target lines")
+    source, target = [], []
+    for number, line in enumerate(read_lines(path), start=1):
+        fields = line.split("\t") if line.strip() else ["", ""]
+        if len(fields) != 2:
+            raise UserError(f"{path}:{number}: expected source<TAB>target (2 tab-separated fields), found "
+                            f"{len(fields)} field{'s' if len(fields) > 1 else ' (no tab)'}")
+        source.append(fields[0])
+        target.append(fields[1])
+    return source, target
 
 
 def multi30k_file(directory: Path | None, name: str, lang: str, cache_dir: str) -> Path:
@@ -134,36 +152,64 @@ def multi30k_file(directory: Path | None, name: str, lang: str, cache_dir: str) 
     for candidate in (directory / file, directory / file.removesuffix(".gz")):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
+    raise UserError(
         f"Multi30k split file {directory / file} is missing; --data.path must be a folder holding "
         f"{{train,val,test_2016_flickr}}.{{de,en}}.gz (the raw files of github.com/multi30k/dataset)"
     )
 
 
-# --------------------------------------------------------------------------------------------------- tokenizer
+def split_by_fractions(pairs: tuple[list[str], list[str]], val_fraction: float, test_fraction: float, seed: int,
+                       where: str) -> dict[str, tuple[list[str], list[str]]]:
+    """Train, validation and test pairs, drawn at random by the fractions; a split left empty is an error."""
+    order = list(range(len(pairs[0])))
+    random.Random(seed).shuffle(order)
+    n_val, n_test = math.ceil(len(order) * val_fraction), math.ceil(len(order) * test_fraction)
+    parts = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
+    for split, part in parts.items():
+        if not part:
+            raise UserError(f"{where}: the {split} split is empty: of {len(order)} pairs, --data.val_fraction "
+                            f"{val_fraction} and --data.test_fraction {test_fraction} leave none for it")
+    return {split: tuple([side[i] for i in part] for side in pairs) for split, part in parts.items()}
 
 
-def train_tokenizer(texts: list[str], kind: str, vocab_size: int) -> Tokenizer:
-    """A cased subword tokenizer (BPE or unigram) trained on ``texts``, with <pad> <bos> <eos> <unk> as ids 0-3."""
-    if kind == "bpe":
-        tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False)
-    elif kind == "unigram":
-        tokenizer = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(
-            vocab_size=vocab_size, special_tokens=list(SPECIALS), unk_token="<unk>", show_progress=False
-        )
+def hf_pairs(name: str, config: str | None, languages: tuple[str, str],
+             empty_lines: str) -> dict[str, tuple[list[str], list[str]]]:
+    """The train, validation and test pairs of a Hugging Face dataset (a 'translation' column, or one column per
+    language)."""
+    import datasets  # imported here: it is slow to import and only this source needs it
+
+    data = datasets.load_dataset(name, config)
+    candidates = {"train": ("train",), "val": ("validation", "val", "dev"), "test": ("test",)}
+    splits = {}
+    for split, names in candidates.items():
+        found = next((c for c in names if c in data), None)
+        if found is None:
+            raise UserError(f"--data.hf_dataset {name!r} has splits {list(data)}; expected one of {names} for {split}")
+        rows = data[found]
+        if "translation" in rows.column_names:
+            sides = tuple([pair[lang] for pair in rows["translation"]] for lang in languages)
+        elif set(languages) <= set(rows.column_names):
+            sides = tuple(list(rows[lang]) for lang in languages)
+        else:
+            raise UserError(f"--data.hf_dataset {name!r} split {found!r} has columns {rows.column_names}; expected "
+                            f"'translation' or the languages' (--data.source_lang, --data.target_lang) {languages}")
+        where = f"--data.hf_dataset {name}[{found}]"
+        splits[split] = pair_lines(*sides, (where, where), empty_lines)
+    return splits
+
+
+def sentences(path: str) -> list[str]:
+    """The sentences to translate, one a line, from a file or ("-") standard input; blank lines are left out, and
+    none left is an error."""
+    if path == "-":
+        lines, where = sys.stdin.read().splitlines(), "--data.predict_path - (standard input)"
     else:
-        raise ValueError(f"unknown tokenizer {kind!r}; expected 'bpe' or 'unigram' (or give --data.tokenizer_file)")
-    tokenizer.normalizer = normalizers.NFKC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    return tokenizer
-
-
-def check_tokenizer(tokenizer: Tokenizer, where: str) -> Tokenizer:
-    for expected_id, token in enumerate(SPECIALS):
-        if tokenizer.token_to_id(token) != expected_id:
-            raise ValueError(f"{where}: token {token!r} must have id {expected_id}, has {tokenizer.token_to_id(token)}")
-    return tokenizer
+        file, where = Path(path).expanduser(), f"--data.predict_path {path}"
+        if not file.is_file():
+            raise UserError(f"{where}: {'is a folder' if file.is_dir() else 'does not exist'}; expected a text file "
+                            "of sentences to translate, one a line")
+        lines = read_lines(file)
+    kept = [line.strip() for line in lines if line.strip()]
+    if not kept:
+        raise UserError(f"{where}: no sentence to translate ({len(lines)} lines, all blank); expected one a line")
+    return kept
