@@ -66,12 +66,12 @@ def test_fit_test_and_predict_from_the_checkpoint_alone(tmp_path, monkeypatch, c
         (images / name).write_bytes(b"")
     (tmp_path / "empty").mkdir()
     for folder, why in ((images, r"9 of 9 images missing or unreadable: .*; none is left"),
-                        (tmp_path / "empty", "the folder is empty")):
+                        (tmp_path / "empty", "the folder is empty; expected image files")):
         with pytest.raises(SystemExit) as exit_status:
             exit_on_user_error(lambda f=folder: main(["predict", *FAST, "--ckpt_path=last",
                                                       f"--data.predict_path={f}"]))
         assert exit_status.value.code == 2
-        assert re.match(rf"error: --data.predict_path {folder}: {why}", capsys.readouterr().err)
+        assert re.search(rf"^error: --data.predict_path {folder}: {why}$", capsys.readouterr().err, re.MULTILINE)
 
 
 def test_predict_without_a_checkpoint_says_what_is_missing(tmp_path, monkeypatch):
