@@ -4,14 +4,17 @@ fine-tuning from an epoch, W&B offline, DDP on 2 CPU processes with the same BLE
 from __future__ import annotations
 
 import json
+import re
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from apps.captioning import main
 from apps.captioning.model import CaptioningModel
+from apps.common.errors import exit_on_user_error
 from tests.conftest import metrics_csv
 
 FAST = ["--trainer.enable_progress_bar=false", "--data.generated_sizes=[96,21,21]", "--data.batch_size=16",
@@ -43,15 +46,32 @@ def test_fit_test_and_predict_from_the_checkpoint_alone(tmp_path, monkeypatch, c
     images.mkdir()
     Image.new("L", (50, 40), 90).save(images / "gray.png")
     Image.new("RGBA", (30, 30), (255, 0, 0, 128)).save(images / "clear.png")
+    Image.fromarray(np.full((30, 40), 20000, dtype=np.uint16)).save(images / "deep.tif")
+    Image.new("F", (30, 30), 0.5).save(images / "float.tiff")
+    for name in ("scan.bmp", "anim.gif", "photo.jfif", "frame.ppm"):
+        Image.new("RGB", (30, 30), (10, 120, 200)).save(images / name)
     (images / "broken.jpg").write_bytes(b"no image here")
+    (images / "notes.txt").write_text("not an image, not a candidate")
     capsys.readouterr()
-    with pytest.warns(UserWarning, match="1 of 3 images missing or unreadable"):
+    with pytest.warns(UserWarning, match=r"1 of 9 images missing or unreadable: .*broken.jpg \(not an image"):
         main(["predict", *FAST, "--ckpt_path=last", f"--data.predict_path={images}",
               "--prediction_writer.path=captions.jsonl"])
     assert "written to captions.jsonl" in capsys.readouterr().out
     rows = [json.loads(line) for line in (tmp_path / "captions.jsonl").read_text().splitlines()]
-    assert [r["image"].rsplit("/", 1)[-1] for r in rows] == ["clear.png", "gray.png"]
+    assert [r["image"].rsplit("/", 1)[-1] for r in rows] == ["anim.gif", "clear.png", "deep.tif", "float.tiff",
+                                                             "frame.ppm", "gray.png", "photo.jfif", "scan.bmp"]
     assert all(isinstance(r["caption"], str) and r["score"] <= 0 for r in rows)
+
+    for name in ("gray.png", "clear.png", "deep.tif", "float.tiff", "scan.bmp", "anim.gif", "photo.jfif", "frame.ppm"):
+        (images / name).write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    for folder, why in ((images, r"9 of 9 images missing or unreadable: .*; none is left"),
+                        (tmp_path / "empty", "the folder is empty; expected image files")):
+        with pytest.raises(SystemExit) as exit_status:
+            exit_on_user_error(lambda f=folder: main(["predict", *FAST, "--ckpt_path=last",
+                                                      f"--data.predict_path={f}"]))
+        assert exit_status.value.code == 2
+        assert re.search(rf"^error: --data.predict_path {folder}: {why}$", capsys.readouterr().err, re.MULTILINE)
 
 
 def test_backbone_is_frozen_until_its_epoch_then_trains(tmp_path, monkeypatch):

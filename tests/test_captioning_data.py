@@ -10,20 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from apps.captioning import metrics
-from apps.captioning.data import (
-    BOS,
-    EOS,
-    PAD,
-    UNK,
-    CaptionDataset,
-    CaptioningDataModule,
-    Vocabulary,
-    collate,
-    transform,
-)
+from apps.captioning.data import CaptionDataset, CaptioningDataModule, collate, transform
 from apps.captioning.files import Entry, check_images, image_files, load_rgb, read_coco, read_karpathy
 from apps.captioning.scenes import GeneratedScenes, scene_captions, scene_things
+from apps.captioning.vocabulary import BOS, EOS, PAD, UNK, Vocabulary
+from apps.common.errors import UserError
 
 
 def test_generated_scenes_are_reproducible_and_captions_name_every_shape():
@@ -107,10 +98,10 @@ def test_karpathy_json_splits_restval_into_train_and_names_missing_keys(tmp_path
     assert [e.path.name for e in splits["train"]] == ["a.jpg", "b.jpg"]
     assert splits["test"][0].captions == ["A photo of d.jpg.", "b"]
     path, folder = _karpathy(tmp_path, {"a.jpg": "train"}, drop="sentences")
-    with pytest.raises(ValueError, match=r"dataset_flickr8k.json: images\[0\]: missing key 'sentences'"):
+    with pytest.raises(UserError, match=r"dataset_flickr8k.json: images\[0\]: missing key 'sentences'"):
         read_karpathy(path, folder)
     path.write_text('{"images": [}')
-    with pytest.raises(ValueError, match=r"dataset_flickr8k\.json:1: not valid JSON"):
+    with pytest.raises(UserError, match=r"dataset_flickr8k\.json:1: not valid JSON"):
         read_karpathy(path, folder)
 
 
@@ -122,7 +113,7 @@ def test_coco_json_groups_captions_by_image_and_names_missing_keys(tmp_path):
     entries = read_coco(path, tmp_path)
     assert [(e.path.name, e.captions) for e in entries] == [("y.jpg", ["two"]), ("x.jpg", ["one", "three"])]
     path.write_text(json.dumps({"images": [{"id": 7, "file_name": "x.jpg"}], "annotations": [{"image_id": 7}]}))
-    with pytest.raises(ValueError, match=r"annotations\[0\]: missing key 'caption'"):
+    with pytest.raises(UserError, match=r"annotations\[0\]: missing key 'caption'"):
         read_coco(path, tmp_path)
 
 
@@ -130,12 +121,13 @@ def test_missing_and_corrupt_images_are_skipped_with_a_count_or_raise(tmp_path):
     good = _image(tmp_path / "good.png", "RGB")
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     entries = [Entry(good, ["a"]), Entry(tmp_path / "broken.jpg", ["b"]), Entry(tmp_path / "gone.jpg", ["c"])]
-    with pytest.warns(UserWarning, match=r"train: 2 of 3 images missing or unreadable \(first: .*broken.jpg"):
-        assert check_images(entries, "skip", verify=True, split="train") == entries[:1]
-    with pytest.raises(ValueError, match=r"2 of 3 images .*on_bad_image=skip"):
-        check_images(entries, "error", verify=True, split="train")
+    with pytest.warns(UserWarning, match=r"train: 2 of 3 images missing or unreadable: .*broken.jpg \(not an image "
+                      r"format Pillow reads\); .*gone.jpg \(no such file\); skipped"):
+        assert check_images(entries, "skip", verify=True, source="train") == entries[:1]
+    with pytest.raises(UserError, match=r"2 of 3 images .*on_bad_image=skip"):
+        check_images(entries, "error", verify=True, source="train")
     with pytest.warns(UserWarning, match="1 of 3"):  # without verifying, only the missing file is caught
-        check_images(entries, "skip", verify=False, split="train")
+        check_images(entries, "skip", verify=False, source="train")
 
 
 def test_karpathy_data_module_builds_vocabulary_and_batches(tmp_path):
@@ -149,7 +141,7 @@ def test_karpathy_data_module_builds_vocabulary_and_batches(tmp_path):
     batch = next(iter(data.train_dataloader()))
     assert batch["image"].shape == (2, 3, 24, 24)  # mixed sizes and modes, one shape
     assert next(iter(data.val_dataloader()))["references"] == [["A photo of c.png.", "b"]]
-    with pytest.raises(ValueError, match=r"needs --data\.path"):
+    with pytest.raises(UserError, match=r"needs --data\.path"):
         CaptioningDataModule("karpathy")
 
 
@@ -160,32 +152,111 @@ def test_image_files_from_a_folder_or_a_list(tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text("b.png\n# a comment\n\na.jpg\n")
     assert image_files(listing) == [tmp_path / "b.png", tmp_path / "a.jpg"]
-    with pytest.raises(FileNotFoundError, match="neither a folder"):
+    with pytest.raises(UserError, match="neither a folder"):
         image_files(tmp_path / "nothing")
 
 
-def test_bleu_uses_every_reference_and_cider_d_matches_the_coco_code():
-    hypotheses = ["a red circle on the left", "a blue circle", "there is a small green triangle at the top"]
-    references = [["a red circle on the left", "there is a red circle"], ["a blue square at the top"],
-                  ["a small green triangle at the top", "there is a triangle", "a triangle"]]
-    bleu = metrics.bleu_scores(hypotheses, references)
-    assert bleu[1] > bleu[2] > bleu[3] > bleu[4] > 0
-    assert metrics.bleu_scores(["a b c d", "e f g h"], [["x", "a b c d"], ["e f g h"]])[4] == pytest.approx(100)
-    pytest.importorskip("pycocoevalcap")
-    from pycocoevalcap.cider.cider import Cider  # the COCO evaluation's CIDEr-D (clipped, length penalty)
-
-    expected, _ = Cider().compute_score(dict(enumerate(references)), {i: [h] for i, h in enumerate(hypotheses)})
-    assert metrics.cider_d(hypotheses, references) == pytest.approx(expected, rel=1e-9)
-
-
-def test_meteor_says_why_it_is_skipped(monkeypatch):
-    monkeypatch.setattr(metrics.shutil, "which", lambda name: None)
-    assert "no java" in metrics.meteor_available()
+@pytest.mark.parametrize(("options", "message"), [
+    ({"max_caption_length": 0}, r"--data.max_caption_length must be at least 1, got 0"),
+    ({"max_caption_length": -2}, r"--data.max_caption_length must be at least 1, got -2"),
+    ({"image_size": 0}, r"--data.image_size must be at least 1, got 0"),
+    ({"generated_sizes": (10, 0, 5)}, r"--data.generated_sizes: .* must each be at least 1, got \[10, 0, 5\]"),
+    ({"generated_sizes": (0, 4, 4)}, r"--data.generated_sizes: .* must each be at least 1, got \[0, 4, 4\]"),
+    ({"max_objects": 0}, r"--data.max_objects must be 1 to 9, got 0"),
+    ({"on_bad_image": "ignore"}, r"--data.on_bad_image must be 'skip' or 'error', got 'ignore'"),
+    ({"dataset": "flickr"}, r"--data.dataset: unknown dataset 'flickr'"),
+])
+def test_degenerate_data_options_are_one_error_naming_the_option(options, message):
+    with pytest.raises(UserError, match=message):
+        CaptioningDataModule(**options)
 
 
-@pytest.mark.skipif(metrics.meteor_available() is not None, reason="needs java and pycocoevalcap")
-def test_meteor_scores_through_the_java_jar():
-    perfect = metrics.meteor(["a red circle on the left"], [["a red circle on the left", "a circle"]])
-    worse = metrics.meteor(["a blue square"], [["a red circle on the left", "a circle"]])
-    assert perfect == pytest.approx(100, abs=1) and 0 <= worse < perfect
-    assert metrics.meteor(["", "a circle"], [["a red circle"], ["a circle"]]) < perfect  # an empty caption scores
+@pytest.mark.parametrize(("options", "message"), [
+    ({"beam_size": 0}, r"--model.beam_size must be at least 1, got 0"),
+    ({"beam_size": -1}, r"--model.beam_size must be at least 1, got -1"),
+    ({"max_length": 0}, r"--model.max_length must be at least 1, got 0"),
+    ({"num_samples": -1}, r"--model.num_samples must be at least 0, got -1"),
+    ({"dropout": 1.5}, r"--model.dropout must be from 0 to 1, got 1.5"),
+    ({"teacher_forcing": -0.1}, r"--model.teacher_forcing must be from 0 to 1, got -0.1"),
+    ({"label_smoothing": 2.0}, r"--model.label_smoothing must be from 0 to 1, got 2.0"),
+])
+def test_degenerate_model_options_are_one_error_naming_the_option(options, message):
+    from apps.captioning.model import CaptioningModel
+
+    with pytest.raises(UserError, match=message):
+        CaptioningModel(weights=None, **options)
+
+
+def _coco(path, image_names: list[str]):
+    notes = [{"image_id": k, "caption": "A dog."} for k in range(len(image_names))]
+    path.write_text(json.dumps({"images": [{"id": k, "file_name": n} for k, n in enumerate(image_names)],
+                                "annotations": notes}))
+    return path
+
+
+def test_a_split_left_with_no_images_is_one_error_naming_the_file(tmp_path):
+    path, folder = _karpathy(tmp_path, {"a.png": "train", "b.png": "val"})
+    with pytest.raises(UserError, match=rf"the train split of {path} \(images in {folder}\): 1 of 1 images missing or "
+                                        rf"unreadable: {folder / 'a.png'} \(no such file\); none is left"):
+        CaptioningDataModule("karpathy", path=str(folder), annotations=str(path)).setup("fit")
+    _image(folder / "a.png", "RGB")
+    (folder / "b.png").write_bytes(b"broken")
+    with pytest.raises(UserError, match=rf"the val split of {path} .*b.png \(not an image format Pillow reads\); none"):
+        CaptioningDataModule("karpathy", path=str(folder), annotations=str(path), min_word_count=1).setup("fit")
+    with pytest.raises(UserError, match=rf"the test split of {path} \(images in {folder}\): no images"):
+        CaptioningDataModule("karpathy", path=str(folder), annotations=str(path), min_word_count=1).setup("test")
+    train, val = _coco(tmp_path / "train.json", ["a.png"]), _coco(tmp_path / "val.json", ["a.png"])
+    with pytest.raises(UserError, match=rf"the val half of the 1 images of {val} \(images in {folder}\): no images"):
+        CaptioningDataModule("coco", path=str(folder), annotations=str(train), val_annotations=str(val),
+                             min_word_count=1).setup("fit")
+    val = _coco(tmp_path / "val.json", ["gone1.png", "gone2.png"])
+    with pytest.raises(UserError, match=rf"the val half of the 2 images of {val} .*gone1.png \(no such file\); none"):
+        CaptioningDataModule("coco", path=str(folder), annotations=str(train), val_annotations=str(val),
+                             min_word_count=1, verify_images=False).setup("fit")
+    with pytest.raises(UserError, match=rf"--data.path {tmp_path / 'nowhere'}: no such folder"):
+        CaptioningDataModule("karpathy", path=str(tmp_path / "nowhere"), annotations=str(path)).setup("fit")
+    with pytest.raises(UserError, match=rf"annotation file {tmp_path / 'none.json'} does not exist"):
+        CaptioningDataModule("karpathy", path=str(folder), annotations=str(tmp_path / "none.json")).setup("fit")
+
+
+def test_a_vocabulary_of_only_special_tokens_is_one_error_naming_min_word_count(tmp_path):
+    path, folder = _karpathy(tmp_path, {"a.png": "train", "b.png": "val"})
+    for name in ("a.png", "b.png"):
+        _image(folder / name, "RGB")
+    with pytest.raises(UserError, match=rf"--data.min_word_count=3: no word of the training captions of {path} occurs "
+                                        r"that often \(the commonest, 'a', occurs 2 times\); the vocabulary would "
+                                        r"hold only <pad>, <bos>, <eos>, <unk>"):
+        CaptioningDataModule("karpathy", path=str(folder), annotations=str(path), min_word_count=3).setup("fit")
+    with pytest.raises(UserError, match=r"--data.min_word_count=100000: .* generated scenes .*the commonest, 'a'"):
+        CaptioningDataModule(generated_sizes=(8, 2, 2), image_size=16, min_word_count=100_000).setup("fit")
+    path.write_text(json.dumps({"images": [{"filename": n, "split": s, "sentences": [{"raw": "... !"}]}
+                                           for n, s in (("a.png", "train"), ("b.png", "val"))]}))
+    with pytest.raises(UserError, match=r"--data.min_word_count=1: .* \(they hold no words\)"):
+        CaptioningDataModule("karpathy", path=str(folder), annotations=str(path), min_word_count=1).setup("fit")
+
+
+@pytest.mark.parametrize(("artefacts", "holds"), [
+    ({"tokenizer": {"a": 1}, "classes": ["x"]}, r"artefacts \['classes', 'tokenizer'\]"),
+    ({"vocabulary": ["a", "b"]}, r"a vocabulary starting \['a', 'b'\]"),
+    ({"vocabulary": {"<pad>": 0}}, r"a vocabulary starting dict"),
+])
+def test_a_checkpoint_without_a_captioning_vocabulary_is_one_error_naming_it(artefacts, holds, tmp_path):
+    checkpoint = tmp_path / "other.ckpt"
+    torch.save({"artefacts": artefacts}, checkpoint)
+    data = CaptioningDataModule(generated_sizes=(8, 2, 2), image_size=16, predict_path=str(tmp_path))
+    data.checkpoint_path = str(checkpoint)
+    for stage in ("predict", "test"):
+        with pytest.raises(UserError, match=rf"--ckpt_path {checkpoint}: not a captioning checkpoint \(it holds "
+                                            rf"{holds}"):
+            data.setup(stage)
+
+
+def test_a_checkpoint_vocabulary_that_knows_few_words_of_the_data_warns_naming_both(tmp_path):
+    checkpoint = tmp_path / "flickr.ckpt"
+    torch.save({"artefacts": {"vocabulary": ["<pad>", "<bos>", "<eos>", "<unk>", "dog", "grass"]}}, checkpoint)
+    data = CaptioningDataModule(generated_sizes=(8, 4, 4), image_size=16)
+    data.checkpoint_path = str(checkpoint)
+    with pytest.warns(UserWarning, match=rf"--ckpt_path {checkpoint}: its vocabulary knows only 0 of the \d+ words of "
+                                         r"the test captions of generated scenes"):
+        data.setup("test")
+    assert data.vocabulary.tokens[4:] == ["dog", "grass"]  # the checkpoint's ids are kept

@@ -3,14 +3,13 @@
 Captions become word ids with a Vocabulary built from the training captions (words seen at least ``min_word_count``
 times; the rest are ``<unk>``); the model keeps it in its checkpoints, so a checkpoint alone can caption. Training
 items are (image, one of its captions, drawn anew each time); evaluation items carry every reference of the image.
-Images pass through torchvision.transforms.v2 (resize, crop, normalise; augmentation on training only) and are
-converted to RGB whatever their mode (grayscale, palette, RGBA over white).
+Images are opened by files.load_rgb (8-bit RGB from any mode), then pass through torchvision.transforms.v2 (resize,
+crop, normalise; augmentation on training only).
 """
 
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,45 +20,22 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from apps.captioning.files import Entry, check_images, image_files, load_rgb, read_coco, read_karpathy
+from apps.captioning.files import (
+    Entry,
+    UnreadableImageError,
+    check_images,
+    image_files,
+    load_rgb,
+    read_coco,
+    read_karpathy,
+)
 from apps.captioning.scenes import PLACES, GeneratedScenes, scene_captions, scene_things
+from apps.captioning.vocabulary import BOS, EOS, PAD, SPECIALS, Vocabulary, checkpoint_vocabulary, words
 from apps.common.data import AppData
+from apps.common.errors import UserError
 
-SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
-PAD, BOS, EOS, UNK = range(4)
 DATASETS = ("generated", "karpathy", "coco")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased words without punctuation, the usual caption tokenisation (Karpathy's JSON tokens alike)."""
-    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
-
-
-class Vocabulary:
-    """Word <-> id, with <pad>, <bos>, <eos> and <unk> first."""
-
-    def __init__(self, tokens: list[str]) -> None:
-        if list(tokens[: len(SPECIALS)]) != list(SPECIALS):
-            raise ValueError(f"a vocabulary starts with {SPECIALS}, got {tokens[: len(SPECIALS)]}")
-        self.tokens = list(tokens)
-        self.index = {w: i for i, w in enumerate(self.tokens)}
-
-    @classmethod
-    def from_captions(cls, captions: Iterable[str], min_count: int) -> Vocabulary:
-        """The words that occur at least ``min_count`` times, most frequent first (ties alphabetically)."""
-        counts = Counter(w for caption in captions for w in words(caption))
-        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
-        return cls([*SPECIALS, *kept])
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def encode(self, caption: str) -> list[int]:
-        return [self.index.get(w, UNK) for w in words(caption)]
-
-    def decode(self, ids: Iterable[int]) -> str:
-        return " ".join(self.tokens[i] for i in ids if i >= len(SPECIALS) or i == UNK)
 
 
 # ---------------------------------------------------------------------------------------------- datasets, batches
@@ -81,7 +57,7 @@ class CaptionDataset(Dataset):
     """Images with their references, from generated scenes or files. Item i: the image tensor, the ids of one
     caption (a random reference in training, the first otherwise), all references, i and the image's name.
     An image that fails to decode here (it passed the check but is truncated) is returned as None and dropped by
-    ``collate``, or raises, by ``on_bad_image``."""
+    ``collate``, or raises, by ``on_bad_image`` (the data module's check decodes every image first, so this is rare)."""
 
     def __init__(self, source: GeneratedScenes | list[Entry], vocabulary: Vocabulary, image_transform, train: bool,
                  max_caption_length: int, on_bad_image: str = "skip") -> None:
@@ -104,10 +80,10 @@ class CaptionDataset(Dataset):
     def __getitem__(self, i: int):
         try:
             image, captions = self.raw(i)
-        except OSError as err:
+        except UnreadableImageError as err:
             if self.on_bad_image == "error":
-                raise ValueError(f"image {self.name(i)} cannot be decoded: {err}") from err
-            rank_zero_warn(f"image {self.name(i)} cannot be decoded ({err}); left out of its batch")
+                raise UserError(f"image {err.path} cannot be decoded: {err.reason}") from err
+            rank_zero_warn(f"image {err.path} cannot be decoded ({err.reason}); left out of its batch")
             return None
         caption = ""
         if captions:
@@ -119,6 +95,9 @@ class CaptionDataset(Dataset):
 def collate(items) -> dict:
     """Stacked images and padded captions: ``target_in`` (BOS + words) and ``target_out`` (words + EOS)."""
     items = [item for item in items if item is not None]
+    if not items:
+        raise UserError("no image of a batch could be decoded (they are named in the warnings above); leave "
+                        "--data.verify_images on to find and skip such images before the run")
     images, ids, references, index, names = zip(*items, strict=True)
     T = max(len(x) for x in ids) + 1
     target_in = torch.full((len(ids), T), PAD, dtype=torch.long)
@@ -166,27 +145,35 @@ class CaptioningDataModule(AppData):
             augment: random crops and brightness/contrast jitter on training images.
             min_word_count: words seen fewer times in the training captions become <unk>.
             max_caption_length: training captions are cut to this many words.
-            on_bad_image: "skip" missing or unreadable images (counted, first names shown) or "error".
-            verify_images: check every image file can be read when the data is set up (else only that it exists).
+            on_bad_image: "skip" missing or unreadable images (each named, with why, in one warning) or "error".
+            verify_images: decode every image once when the data is set up (JPEGs at 1/8 size), so that undecodable
+                ones are named and left out before the run (else only check that each file exists).
             generated_sizes: train, validation and test scenes of the generated dataset.
             max_objects: most shapes in a generated scene (1 to 9).
             batch_size: images per batch (per process).
             num_workers: DataLoader worker processes.
-            predict_path: predict: a folder of images, or a text file listing image paths.
+            predict_path: predict: a folder of images (its files in any format Pillow reads, by their extension), or
+                a text file listing image paths.
             seed: seed of the generated scenes.
         """
         super().__init__()
         if dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
+            raise UserError(f"--data.dataset: unknown dataset {dataset!r}; expected one of {DATASETS}")
         if on_bad_image not in ("skip", "error"):
-            raise ValueError(f"on_bad_image must be 'skip' or 'error', got {on_bad_image!r}")
+            raise UserError(f"--data.on_bad_image must be 'skip' or 'error', got {on_bad_image!r}")
         if dataset != "generated" and not (path and annotations):
-            raise ValueError(f"dataset {dataset!r} needs --data.path (the image folder) and --data.annotations "
-                             "(the captions JSON)")
+            raise UserError(f"dataset {dataset!r} needs --data.path (the image folder) and --data.annotations "
+                            "(the captions JSON)")
         if dataset == "coco" and not val_annotations:
-            raise ValueError("dataset 'coco' needs --data.val_annotations (captions_val2014.json) for val and test")
+            raise UserError("dataset 'coco' needs --data.val_annotations (captions_val2014.json) for val and test")
         if not 1 <= max_objects <= len(PLACES):
-            raise ValueError(f"max_objects must be 1 to {len(PLACES)}, got {max_objects}")
+            raise UserError(f"--data.max_objects must be 1 to {len(PLACES)}, got {max_objects}")
+        for option, value in (("image_size", image_size), ("max_caption_length", max_caption_length)):
+            if value < 1:
+                raise UserError(f"--data.{option} must be at least 1, got {value}")
+        if dataset == "generated" and min(generated_sizes) < 1:
+            raise UserError(f"--data.generated_sizes: the train, val and test scenes must each be at least 1, got "
+                            f"{list(generated_sizes)}")
         self.vocabulary: Vocabulary | None = None
 
     def read_splits(self, names: tuple[str, ...]) -> dict[str, GeneratedScenes | list[Entry]]:
@@ -196,17 +183,23 @@ class CaptioningDataModule(AppData):
                     for k, name in enumerate(("train", "val", "test")) if name in names}
         images, annotations = Path(hp.path).expanduser(), Path(hp.annotations).expanduser()
         if not images.is_dir():
-            raise FileNotFoundError(f"image folder {images} (--data.path) does not exist")
+            raise UserError(f"--data.path {images}: no such folder (the images the annotations name)")
         if hp.dataset == "karpathy":
             splits = read_karpathy(annotations, images)
+            sources = {name: f"the {name} split of {annotations}" for name in splits}
         else:
-            held_out = read_coco(Path(hp.val_annotations).expanduser(), images)
+            val_annotations = Path(hp.val_annotations).expanduser()
+            held_out = read_coco(val_annotations, images)
             half = len(held_out) // 2
             splits = {"train": read_coco(annotations, images) if "train" in names else [],
                       "val": held_out[:half], "test": held_out[half:]}
-        return {name: check_images(splits[name], hp.on_bad_image, hp.verify_images, name) for name in names}
+            sources = {"train": str(annotations), **{name: f"the {name} half of the {len(held_out)} images of "
+                                                            f"{val_annotations}" for name in ("val", "test")}}
+        return {name: check_images(splits[name], hp.on_bad_image, hp.verify_images,
+                                   f"{sources[name]} (images in {images})") for name in names}
 
-    def training_captions(self, source: GeneratedScenes | list[Entry]) -> Iterable[str]:
+    def captions(self, source: GeneratedScenes | list[Entry]) -> Iterable[str]:
+        """Every reference caption of a split."""
         if isinstance(source, GeneratedScenes):
             return (c for i in range(len(source)) for c in scene_captions(
                 scene_things(random.Random(source.seed * 1_000_003 + i), source.max_objects)))
@@ -219,24 +212,54 @@ class CaptioningDataModule(AppData):
         hp = self.hparams
         saved = self.saved_artefacts()
         if self.vocabulary is None and saved:  # the ids must mean what they meant when the model was trained
-            self.vocabulary = Vocabulary(saved["vocabulary"])
+            self.vocabulary = checkpoint_vocabulary(saved, self.checkpoint_path)
         if names == ("predict",):
             if self.vocabulary is None:
-                raise RuntimeError("predict needs a trained model: pass --ckpt_path (the vocabulary is in it)")
+                raise UserError("predict needs a trained model: pass --ckpt_path (the vocabulary is in it)")
             if not hp.predict_path:
-                raise ValueError("predict needs --data.predict_path: a folder of images or a file listing them")
-            entries = [Entry(p, []) for p in image_files(Path(hp.predict_path).expanduser())]
-            entries = check_images(entries, hp.on_bad_image, hp.verify_images, "predict")
+                raise UserError("predict needs --data.predict_path: a folder of images or a file listing them")
+            location = Path(hp.predict_path).expanduser()
+            entries = [Entry(p, []) for p in image_files(location)]
+            entries = check_images(entries, hp.on_bad_image, hp.verify_images, f"--data.predict_path {location}")
             return {"predict": self._dataset(entries, train=False)}
         sources = self.read_splits(names if self.vocabulary else tuple(dict.fromkeys(("train", *names))))
         if self.vocabulary is None:
-            self.vocabulary = Vocabulary.from_captions(self.training_captions(sources["train"]), hp.min_word_count)
+            self.vocabulary = self.build_vocabulary(sources["train"])
+        elif saved:
+            self.warn_on_unknown_words(sources)
         splits = {split: self._dataset(source, train=split == "train") for split, source in sources.items()}
         rank_zero_info(
             f"captioning data: {hp.dataset} ({', '.join(f'{s} {len(d)}' for s, d in splits.items())} images), "
             f"vocabulary {len(self.vocabulary)} words"
         )
         return splits
+
+    def data_name(self) -> str:
+        return "generated scenes" if self.hparams.dataset == "generated" else str(self.hparams.annotations)
+
+    def build_vocabulary(self, train: GeneratedScenes | list[Entry]) -> Vocabulary:
+        """The training captions' vocabulary; one of only the special tokens is an error naming the option."""
+        hp = self.hparams
+        vocabulary = Vocabulary.from_captions(self.captions(train), hp.min_word_count)
+        if len(vocabulary) == len(SPECIALS):
+            counts = Counter(w for caption in self.captions(train) for w in words(caption))
+            commonest = "they hold no words" if not counts else "the commonest, {!r}, occurs {} times".format(
+                *counts.most_common(1)[0])
+            raise UserError(f"--data.min_word_count={hp.min_word_count}: no word of the training captions of "
+                            f"{self.data_name()} occurs that often ({commonest}); the vocabulary would hold only "
+                            f"{', '.join(SPECIALS)}")
+        return vocabulary
+
+    def warn_on_unknown_words(self, sources: dict) -> None:
+        """Warns when a checkpoint's vocabulary knows under half of the words of the captions: it was trained on
+        other data, and the rest are <unk> to it."""
+        for split, source in sources.items():
+            counts = Counter(w for caption in self.captions(source) for w in words(caption))
+            known, total = sum(n for w, n in counts.items() if w in self.vocabulary.index), sum(counts.values())
+            if known < total / 2:
+                rank_zero_warn(f"--ckpt_path {self.checkpoint_path}: its vocabulary knows only {known} of the "
+                               f"{total} words of the {split} captions of {self.data_name()}; the others are <unk> "
+                               "to it (was it trained on other data?)")
 
     def _dataset(self, source, train: bool) -> CaptionDataset:
         hp = self.hparams

@@ -1,6 +1,9 @@
-"""Caption metrics against several references per image: BLEU-1..4 (sacreBLEU corpus BLEU), CIDEr-D (in Python,
-as in the COCO caption evaluation code) and METEOR (through pycocoevalcap's Java jar, when Java and the package are
-installed)."""
+"""Caption metrics against several references per image: BLEU-1..4 (corpus BLEU as the COCO caption evaluation
+computes it), CIDEr-D (in Python, as in the COCO caption evaluation code) and METEOR (through
+pycocoevalcap's Java jar, when Java and the package are installed).
+
+Every metric compares ``normalise``d text: references as written ("A dog runs .") are lower-cased and stripped of
+punctuation exactly as the captions the model writes, as the COCO evaluation's PTBTokenizer does with both."""
 
 from __future__ import annotations
 
@@ -10,14 +13,36 @@ from collections import Counter
 
 import sacrebleu
 
-from apps.captioning.data import words
+from apps.captioning.vocabulary import words
+
+TINY, SMALL = 1e-15, 1e-9  # what the COCO evaluation's BLEU adds to matches and to totals
+
+
+def normalise(text: str) -> str:
+    """A caption as the metrics compare it: its lower-cased words without punctuation, one space apart."""
+    return " ".join(words(text))
+
+
+def _normalised(hypotheses: list[str], references: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    return [normalise(h) for h in hypotheses], [[normalise(r) for r in refs] for refs in references]
 
 
 def bleu_scores(hypotheses: list[str], references: list[list[str]]) -> dict[int, float]:
-    """Corpus BLEU-1..4 (0-100) with every reference of each image (images may have different numbers of them)."""
+    """Corpus BLEU-1..4 (0-100) with every reference of each image (images may have different numbers of them),
+    exactly as the COCO evaluation's Bleu: clipped n-gram counts summed over the corpus (sacreBLEU counts them), the
+    brevity penalty from the reference length closest to each caption's (the shorter on a tie), and its constants
+    (1e-15 added to matches, 1e-9 to totals) instead of smoothing, so an order with no match gives nearly 0."""
+    hypotheses, references = _normalised(hypotheses, references)
     most = max((len(r) for r in references), default=0)
     streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(most)]
-    return {n: sacrebleu.BLEU(max_ngram_order=n).corpus_score(hypotheses, streams).score for n in range(1, 5)}
+    counts = sacrebleu.BLEU(tokenize="none").corpus_score(hypotheses, streams)
+    ratio = (counts.sys_len + TINY) / (counts.ref_len + SMALL)
+    brevity = math.exp(1 - 1 / ratio) if ratio < 1 else 1.0
+    scores, product = {}, 1.0
+    for n in range(1, 5):
+        product *= (counts.counts[n - 1] + TINY) / (counts.totals[n - 1] + SMALL)
+        scores[n] = 100 * brevity * product ** (1 / n)
+    return scores
 
 
 def _ngrams(tokens: list[str], n: int) -> Counter:
@@ -74,6 +99,7 @@ def meteor(hypotheses: list[str], references: list[list[str]]) -> float:
     """Corpus METEOR 1.5 (0-100) through pycocoevalcap; check meteor_available() first."""
     from pycocoevalcap.meteor.meteor import Meteor
 
+    hypotheses, references = _normalised(hypotheses, references)
     scorer = Meteor()  # its Java process ends when the scorer is collected
     # the jar's protocol breaks on an empty line: an empty caption becomes a word no reference has
     score, _ = scorer.compute_score({i: refs for i, refs in enumerate(references)},

@@ -5,9 +5,10 @@ Show, Attend and Tell (soft attention, gating scalar, doubly stochastic attentio
 
 Metrics, over the whole evaluation set exactly once also under DDP (captions are gathered and repeats dropped by
 image index): ``val_loss``/``test_loss`` (cross-entropy per word, teacher forced), ``*_bleu1`` .. ``*_bleu4``
-(sacreBLEU corpus BLEU with all references, 0-100), ``*_cider`` (CIDEr-D) and ``test_meteor`` (when Java and
-pycocoevalcap are there). Validation decodes greedily, test and predict with beam search; neither uses the
-references as inputs (no teacher forcing).
+(corpus BLEU with all references as the COCO evaluation computes it, 0-100), ``*_cider`` (CIDEr-D) and
+``test_meteor`` (when Java and pycocoevalcap are there), references normalised as the captions (metrics.normalise).
+Validation decodes greedily, test and predict with beam search; neither uses the references as inputs (no teacher
+forcing).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 
 from apps.captioning import metrics
-from apps.captioning.data import BOS, EOS, IMAGENET_MEAN, IMAGENET_STD, PAD, Vocabulary, collate
+from apps.captioning.data import IMAGENET_MEAN, IMAGENET_STD, collate
 from apps.captioning.pictures import attention_figure, wrap
+from apps.captioning.vocabulary import BOS, EOS, PAD, Vocabulary
 from apps.common.backbone import BackboneModule
+from apps.common.errors import UserError
 from apps.common.metrics import token_nll_sums
 from rnn_core.decoders import ShowAttendTellDecoder, attention_penalty
 
@@ -71,8 +74,15 @@ class CaptioningModel(BackboneModule):
             length_penalty: GNMT length penalty alpha of beam search (0 ranks by total log-probability).
             max_length: longest generated caption in words.
             meteor: compute METEOR at test time when Java and pycocoevalcap are installed.
-            num_samples: validation images shown with their captions and attention maps.
+            num_samples: validation images shown with their captions and attention maps (0: none).
         """
+        for option, value, low, high in (("beam_size", beam_size, 1, None), ("max_length", max_length, 1, None),
+                                         ("num_samples", num_samples, 0, None), ("dropout", dropout, 0, 1),
+                                         ("teacher_forcing", teacher_forcing, 0, 1),
+                                         ("label_smoothing", label_smoothing, 0, 1)):
+            if value < low or (high is not None and value > high):
+                expected = f"at least {low}" if high is None else f"from {low} to {high}"
+                raise UserError(f"--model.{option} must be {expected}, got {value}")
         super().__init__(**kwargs)
         self.beam_size, self.length_penalty, self.max_length = beam_size, length_penalty, max_length
         self.meteor_note_shown = False
@@ -154,6 +164,8 @@ class CaptioningModel(BackboneModule):
         """A W&B table of image, references and caption; PNGs of the images with their captions and of each word's
         attention over the image (greedy decoding)."""
         records = records[: self.hparams.num_samples]
+        if not records:
+            return
         dataset = self.trainer.datamodule.splits[stage]
         batch = collate([dataset[r["index"]] for r in records])
         pictures = (batch["image"] * torch.tensor(IMAGENET_STD).view(3, 1, 1)
