@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from apps.common.artefacts import read_artefacts
-from apps.common.errors import UserError
+from apps.common.errors import UserError, check_options
 
 #: the splits each stage reads
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
@@ -57,9 +57,11 @@ class AppData(pl.LightningDataModule):
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
         """A plain DataLoader of a split (Lightning adds the distributed sampler), persistent workers."""
-        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          collate_fn=self.collate, num_workers=self.hparams.num_workers,
-                          persistent_workers=self.hparams.num_workers > 0)
+        hp = self.hparams
+        check_options({"batch_size": (hp.batch_size, hp.batch_size >= 1, "at least 1"),
+                       "num_workers": (hp.num_workers, hp.num_workers >= 0, "0 or more")})
+        return DataLoader(self.splits[split], batch_size=hp.batch_size, shuffle=shuffle, collate_fn=self.collate,
+                          num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train", shuffle=True)

@@ -15,6 +15,14 @@ class UserError(ValueError):
     A ValueError, so code that already catches those keeps working."""
 
 
+def check_options(rules: dict[str, tuple[object, bool, str]], group: str = "data") -> None:
+    """Raises naming the first option of ``--<group>.*`` that breaks its rule; ``rules``: {name: (value, ok, what is
+    expected)}."""
+    for name, (value, ok, expected) in rules.items():
+        if not ok:
+            raise UserError(f"--{group}.{name} is {value!r}; expected {expected}")
+
+
 def user_message(error: BaseException) -> str:
     """The message of a user error, also when a DataLoader worker re-raised it with the worker's traceback."""
     message = str(error)

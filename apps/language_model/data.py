@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from apps.common.data import AppData, fetch, is_url
-from apps.common.errors import UserError
+from apps.common.errors import UserError, check_options
 from apps.language_model.text import (
     DEFAULT_VOCAB_SIZE,
     SMALLEST_VOCABULARY,
@@ -38,13 +38,6 @@ from apps.language_model.text import (
 )
 
 IGNORE = -100  # the target of padding: no loss
-
-
-def check(prefix: str, rules: dict[str, tuple[object, bool, str]]) -> None:
-    """Raises naming the first option that breaks its rule; ``rules``: {name: (value, ok, what is expected)}."""
-    for name, (value, ok, expected) in rules.items():
-        if not ok:
-            raise UserError(f"--{prefix}.{name} is {value!r}; expected {expected}")
 
 
 class Streams(Dataset):
@@ -104,7 +97,7 @@ class LanguageModelData(AppData):
         super().__init__()
         smallest = SMALLEST_VOCABULARY.get(tokenizer, 1)
         defaults = {name: p.default for name, p in inspect.signature(LanguageModelData.__init__).parameters.items()}
-        check("data", {
+        check_options({
             "tokenizer": (tokenizer, tokenizer in TOKENIZERS, "char, bpe or word"),
             "vocab_size": (vocab_size, vocab_size is None or (tokenizer != "char" and vocab_size >= smallest),
                            "to be left out with --data.tokenizer char (it takes every character of the text)"

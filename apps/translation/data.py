@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Dataset
 
 from apps.common.data import AppData
-from apps.common.errors import UserError
+from apps.common.errors import UserError, check_options
 from apps.translation.sampler import BucketSampler
 from apps.translation.text import (
     DATASETS,
@@ -100,13 +100,6 @@ def collate(items) -> dict:
         "source_text": list(source_text),
         "target_text": list(target_text),
     }
-
-
-def check_options(rules: dict[str, tuple[object, bool, str]]) -> None:
-    """Raises naming the first option that breaks its rule; ``rules``: {name: (value, ok, what is expected)}."""
-    for name, (value, ok, expected) in rules.items():
-        if not ok:
-            raise UserError(f"--data.{name} is {value!r}; expected {expected}")
 
 
 class TranslationDataModule(AppData):
