@@ -241,8 +241,10 @@ class VideoDataModule(AppData):
         return f"{hp.dataset} data in {self.root}{fold}"
 
     def prepare_data(self) -> None:
-        """On one process per node: render the generated set and build the index, so that setup finds both."""
-        self._prepare()
+        """On one process per node: render the generated set and build the index, so that setup finds both; not for
+        predict, which reads --data.predict_path alone (a checkpoint's classes need not be those of --data.*)."""
+        if self.trainer is None or self.trainer.state.fn != "predict":
+            self._prepare()
 
     def make_splits(self, names: tuple[str, ...]) -> dict[str, VideoClips]:
         """The named splits; each must hold a readable video, but for a validation split that the options leave
