@@ -179,3 +179,145 @@ def test_a_split_none_of_whose_videos_decodes_is_one_user_error(tmp_path, monkey
         what = f"the {split} split of folder data in {root}"
     with pytest.raises(UserError, match=f"every video of {what} is missing, unreadable or has no frames"):
         run_quietly(args)
+
+
+# ------------------------------------------------------------------------------------------------- empty splits
+
+
+def test_empty_predict_data_is_one_user_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no videos here\n")
+    (tmp_path / "list.txt").write_text("# nothing yet\n\n")
+    write_clip(tmp_path / "bad" / "x.mp4").write_bytes(b"not a video")
+    for folder, why in [("empty", "the folder holds no video files"), ("notes", "the folder holds no video files"),
+                        ("list.txt", "the file lists no videos")]:
+        data = module(tmp_path, predict_path=str(tmp_path / folder))
+        with pytest.raises(UserError, match=f"predict data in {tmp_path / folder} .* is empty: {why}"):
+            data.setup("predict")
+    with pytest.raises(UserError, match=r"every video of predict data in .*bad .* x\.mp4 \(InvalidDataError"):
+        module(tmp_path, predict_path=str(tmp_path / "bad")).setup("predict")
+
+
+def test_empty_splits_say_which_and_why(tmp_path):
+    one_group = tmp_path / "one_group"
+    for c in ("a", "b"):
+        write_clip(one_group / c / f"v_{c}_g01_c01.mp4")
+        write_clip(one_group / c / f"v_{c}_g01_c02.mp4")
+    root = class_folders(tmp_path / "videos", groups=2)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "train.txt").write_text("a/v_a_g00_c01.mp4\nb/v_b_g00_c01.mp4\n")
+    (lists / "val.txt").write_text("# none\n")
+    (lists / "test.txt").write_text("")
+    cases = [
+        ({"path": str(one_group)}, "fit", r"the val split of folder data in .*one_group is empty: --data\.val_fraction "
+         r"0\.1 holds out whole groups of related videos"),
+        ({"path": str(one_group), "val_fraction": 0.0}, "test", r"the test split of .* is empty: "
+         r"--data\.test_fraction 0\.2 holds out whole groups"),
+        ({"path": str(root), "val_fraction": 0.0}, "validate", r"the val split of .* is empty: "
+         r"--data\.val_fraction is 0"),
+        ({"path": str(root), "split_path": str(lists)}, "fit", r"the val split of .* is empty: .*lists/val\.txt lists "
+         "no videos"),
+        ({"path": str(root), "split_path": str(lists)}, "test", r"the test split of .* is empty: .*lists/test\.txt "
+         "lists no videos"),
+    ]
+    for options, stage, message in cases:
+        with pytest.raises(UserError, match=message):
+            module(tmp_path, dataset="folder", **options).setup(stage)
+    with pytest.raises(UserError, match=r"the val split of generated data .* is empty: --data\.generated_sizes gives"):
+        module(tmp_path, generated_sizes=(8, 0, 2)).setup("validate")
+
+
+def test_no_validation_is_allowed_when_asked_for(tmp_path):
+    root = class_folders(tmp_path / "videos", groups=2)
+    data = module(tmp_path, dataset="folder", path=str(root), val_fraction=0.0, test_fraction=0.0)
+    data.setup("fit")
+    assert len(data.splits["train"]) == 4 and len(data.splits["val"]) == 0
+    generated = module(tmp_path, generated_sizes=(8, 0, 2))
+    generated.setup("fit")
+    assert len(generated.splits["val"]) == 0
+
+
+def test_a_split_none_of_whose_videos_the_index_reads_is_one_user_error(tmp_path):
+    root = class_folders(tmp_path / "videos", groups=2)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "train.txt").write_text("a/v_a_g00_c01.mp4\nb/v_b_g00_c01.mp4\n")
+    (lists / "test.txt").write_text("a/gone.mp4\nb/v_b_g01_c01.mp4\n")
+    (root / "b" / "v_b_g01_c01.mp4").write_bytes(b"")
+    data = module(tmp_path, dataset="folder", path=str(root), split_path=str(lists), val_fraction=0.0)
+    with pytest.raises(UserError, match=r"every video of the test split of folder data in .*videos is missing, "
+                                        r"unreadable or has no frames \(2\): a/gone\.mp4 \(file not found\), b/v_b"):
+        data.setup("test")
+
+
+# ------------------------------------------------------------------------------------------------------ options
+
+
+def ucf101(root: Path, train_line: str = "a/v_a_g01_c01.avi 1") -> Path:
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("1 a\n2 b\n")
+    (lists / "trainlist01.txt").write_text(train_line + "\n")
+    (lists / "testlist01.txt").write_text("b/v_b_g01_c01.avi\n")
+    return root
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"dataset": "kinetics"}, r"--data\.dataset 'kinetics' is unknown"),
+    ({"on_bad_video": "ignore"}, r"--data\.on_bad_video must be skip or error"),
+    ({"num_frames": 0}, r"--data\.num_frames must be a positive whole number, got 0"),
+    ({"frame_size": 0}, r"--data\.frame_size must be a positive"),
+    ({"test_clips": 0}, r"--data\.test_clips must be a positive"),
+    ({"batch_size": 0}, r"--data\.batch_size must be a positive"),
+    ({"index_workers": 0}, r"--data\.index_workers must be a positive"),
+    ({"num_workers": -1}, r"--data\.num_workers must be 0 or more"),
+    ({"decode_threads": -2}, r"--data\.decode_threads must be 0 or more"),
+    ({"val_fraction": 0.6, "test_fraction": 0.5}, r"--data\.val_fraction and --data\.test_fraction must be"),
+    ({"generated_sizes": (0, 2, 2)}, r"--data\.generated_sizes must be three clip counts"),
+    ({"generated_sizes": (8, -1, 2)}, r"--data\.generated_sizes must be three clip counts"),
+    ({"frame_size": 8}, r"--data\.frame_size must be at least 16 for the generated clips"),
+    ({"path": "videos"}, r"--data\.path is not read by --data\.dataset generated"),
+    ({"split_path": "lists"}, r"--data\.split_path is not read by --data\.dataset generated"),
+    ({"val_fraction": 0.3}, r"--data\.val_fraction 0\.3 does not apply to --data\.dataset generated"),
+    ({"fold": 2}, r"--data\.fold 2 does not apply to --data\.dataset generated"),
+    ({"dataset": "folder"}, r"--data\.dataset folder needs --data\.path"),
+    ({"dataset": "folder", "path": "videos", "fold": 3}, r"--data\.fold 3 does not apply to --data\.dataset folder"),
+    ({"dataset": "ucf101", "path": "videos", "fold": 4}, r"--data\.fold must be 1, 2 or 3 \(the official splits of "
+                                                         "ucf101\\), got 4"),
+    ({"dataset": "hmdb51", "path": "videos", "fold": 0}, r"--data\.fold must be 1, 2 or 3"),
+    ({"dataset": "ucf101", "path": "videos", "test_fraction": 0.3}, r"--data\.test_fraction 0\.3 does not apply to "
+                                                                    r"--data\.dataset ucf101"),
+])
+def test_wrong_options_name_themselves_when_the_module_is_built(tmp_path, options, message):
+    with pytest.raises(UserError, match=message):
+        module(tmp_path, **options)
+
+
+def test_options_that_split_files_replace_are_refused(tmp_path):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "val.txt").write_text("a/x.mp4\n")
+    with pytest.raises(UserError, match=r"--data\.val_fraction 0\.2 does not apply .*val\.txt in .*lists"):
+        module(tmp_path, dataset="folder", path="videos", split_path=str(lists), val_fraction=0.2)
+    with pytest.raises(UserError, match=r"--data\.test_fraction 0\.3 does not apply .*test\.txt in .*lists"):
+        module(tmp_path, dataset="folder", path="videos", split_path=str(lists), test_fraction=0.3)
+
+
+def test_ucf101_class_numbers_must_match_the_class_folders(tmp_path):
+    for c in ("a", "b"):
+        write_clip(tmp_path / "ucf" / c / f"v_{c}_g01_c01.avi")
+    root = ucf101(tmp_path / "ucf", "a/v_a_g01_c01.avi 2")
+    with pytest.raises(UserError, match=r"trainlist01\.txt:1: class number 2 of 'a/v_a_g01_c01\.avi' does not match "
+                                        r"its folder 'a', number 1 in .*classInd\.txt"):
+        module(tmp_path, dataset="ucf101", path=str(root)).setup("fit")
+
+
+def test_the_command_line_names_the_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for flags, message in [(["--data.num_frames=0"], "--data.num_frames must be a positive whole number"),
+                           (["--data.dataset=folder", f"--data.path={tmp_path}", "--data.fold=2"],
+                            "--data.fold 2 does not apply to --data.dataset folder")]:
+        with pytest.raises(UserError, match=message):
+            main(["fit", *FAST, f"--data.cache_dir={tmp_path / 'cache'}", *flags])
