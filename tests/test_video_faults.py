@@ -3,6 +3,7 @@ splits left empty, options the dataset does not read, stale or damaged caches, c
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import torch
 
 from apps.common.errors import UserError
 from apps.video import main
-from apps.video.data import VideoDataModule, VideoDecodeError, decode_frames, probe_video
+from apps.video.data import VideoDataModule, VideoDecodeError, decode_frames, index_videos, probe_video
 from apps.video.data.dataset import collate
+from apps.video.features import FeatureCache
 from apps.video.model import VideoModel
 from tests.video_files import cut_off, punch_hole, write_clip
 
@@ -321,3 +323,119 @@ def test_the_command_line_names_the_option(tmp_path, monkeypatch):
                             "--data.fold 2 does not apply to --data.dataset folder")]:
         with pytest.raises(UserError, match=message):
             main(["fit", *FAST, f"--data.cache_dir={tmp_path / 'cache'}", *flags])
+
+
+# ------------------------------------------------------------------------------------------------------- caches
+
+
+def stale_caches(fresh: dict) -> dict[str, tuple[bytes, str]]:
+    """Index cache files of other versions or damaged, each with the warning's reason."""
+    entries = fresh["videos"]
+    older = {path: {k: v for k, v in entry.items() if k not in ("width", "height")} for path, entry in entries.items()}
+    text = json.dumps(fresh).encode()
+    return {
+        "older version": (json.dumps({"version": 0, "videos": older}).encode(), "of format version 0"),
+        "newer version": (json.dumps({"version": 2, "videos": {}}).encode(), "of format version 2"),
+        "no version": (json.dumps({"videos": older}).encode(), "not a video index"),
+        "a list": (json.dumps(list(entries)).encode(), "not a video index"),
+        "videos a list": (json.dumps({"version": 1, "videos": list(entries)}).encode(), "not a video index"),
+        "cut off": (text[: len(text) // 2], "unreadable \\(JSONDecodeError"),
+        "not text": (b"\xff\xfe\x00\x01", "unreadable \\(JSONDecodeError"),
+    }
+
+
+def test_index_caches_of_other_versions_or_damaged_are_rebuilt_saying_so(tmp_path):
+    files = [write_clip(tmp_path / "videos" / f"v{i}.mp4", frames=5 + i) for i in range(2)]
+    cache = tmp_path / "index.json"
+    fresh = index_videos(files, cache, workers=1)
+    for name, (content, reason) in stale_caches(json.loads(cache.read_text())).items():
+        cache.write_bytes(content)
+        with pytest.warns(UserWarning, match=f"video index cache {cache} is {reason}.*probing every video again and "
+                                             "rewriting it"):
+            assert index_videos(files, cache, workers=1) == fresh, name
+        assert json.loads(cache.read_text())["version"] == 1, name
+
+
+def test_an_index_entry_missing_fields_is_probed_again(tmp_path, monkeypatch):
+    files = [write_clip(tmp_path / "videos" / f"v{i}.mp4", frames=5 + i) for i in range(2)]
+    cache = tmp_path / "index.json"
+    fresh = index_videos(files, cache, workers=1)
+    content = json.loads(cache.read_text())
+    del content["videos"][str(files[0])]["frames"]
+    content["videos"][str(files[1])]["width"] = "wide"
+    cache.write_text(json.dumps(content))
+    assert index_videos(files, cache, workers=1) == fresh
+
+
+def test_an_index_cache_that_cannot_be_written_is_a_user_error(tmp_path):
+    files = [write_clip(tmp_path / "videos" / "v.mp4")]
+    cache = tmp_path / "index.json"
+    cache.mkdir()  # a folder where the file should be
+    with pytest.warns(UserWarning, match="is unreadable"), pytest.raises(
+            UserError, match=f"cannot write the video index cache {cache} .*pass --data.cache_dir a writable folder"):
+        index_videos(files, cache, workers=1)
+
+
+def test_damaged_feature_cache_files_are_computed_again_with_one_warning(tmp_path):
+    backbone = torch.nn.Conv2d(3, 2, 3)
+    frames = torch.rand(2, 1, 3, 8, 8)
+    compute = lambda x: x.mean((-1, -2))  # noqa: E731 - a stand-in for the CNN: (M, 1, 3, H, W) -> (M, 1, 3)
+    first = FeatureCache(tmp_path, backbone)
+    expected = first.features(["a", "b"], torch.tensor([[0], [1]]), frames, compute)
+    first.flush()
+    files = sorted(first.folder.glob("*.pt"))
+    assert len(files) == 2 and not list(first.folder.glob(".*"))  # written whole, no temporary left
+    files[0].write_bytes(files[0].read_bytes()[:40])  # cut off
+    torch.save([1, 2, 3], files[1])  # not a table of frames
+    again = FeatureCache(tmp_path, backbone)
+    calls = []
+    with pytest.warns(UserWarning, match="feature cache file .* is unreadable") as caught:
+        got = again.features(["a", "b"], torch.tensor([[0], [1]]), frames, lambda x: calls.append(len(x)) or compute(x))
+    assert len(caught) == 1 and calls == [2] and torch.allclose(got, expected)
+
+
+def test_features_pooled_otherwise_are_kept_apart(tmp_path):
+    backbone = torch.nn.Conv2d(3, 2, 3)
+    assert FeatureCache(tmp_path, backbone, "grid 1").folder != FeatureCache(tmp_path, backbone, "grid 2").folder
+    model = VideoModel(backbone="resnet18", weights=None, finetune_from_epoch=None, spatial_grid=2,
+                       feature_cache=str(tmp_path))
+    assert model.cache.folder == FeatureCache(tmp_path, model.image_encoder.features, "grid 2").folder
+
+
+# -------------------------------------------------------------------------------------- checkpoints and classes
+
+
+@pytest.mark.parametrize(("stored", "differ"), [
+    (["cat", "dog"], "only in the checkpoint: cat, dog; only in the data: a, b"),
+    (["a", "b", "c"], "only in the checkpoint: c; only in the data: none"),
+    (["b", "a"], "the same names in another order: checkpoint b, a, data a, b"),
+])
+def test_a_checkpoint_of_other_classes_names_itself_the_data_and_the_classes(tmp_path, stored, differ):
+    root = class_folders(tmp_path / "videos", groups=2)
+    checkpoint = tmp_path / "model.ckpt"
+    torch.save({"artefacts": {"class_names": stored}}, checkpoint)
+    data = module(tmp_path, dataset="folder", path=str(root), val_fraction=0.0)
+    data.checkpoint_path = str(checkpoint)
+    with pytest.raises(UserError, match=f"the checkpoint {checkpoint} knows {len(stored)} classes and folder data in "
+                                        f"{root} 2, which differ \\({differ}\\); its class ids would mean other"):
+        data.setup("test")
+
+
+def test_a_checkpoint_without_class_names_is_not_a_video_model(tmp_path):
+    checkpoint = tmp_path / "model.ckpt"
+    torch.save({"artefacts": {"tokenizer": "..."}}, checkpoint)
+    data = module(tmp_path)
+    data.checkpoint_path = str(checkpoint)
+    with pytest.raises(UserError, match=f"the checkpoint {checkpoint} .* holds no class names"):
+        data.artefacts()
+
+
+def test_the_command_line_refuses_a_checkpoint_of_other_classes(tmp_path, monkeypatch, checkpoint):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "other"
+    for c in ("cat", "dog"):
+        write_clip(root / c / f"v_{c}_g01_c01.mp4")
+    with pytest.raises(UserError, match=f"the checkpoint {checkpoint} knows 2 classes and folder data in {root} 2, "
+                                        "which differ \\(only in the checkpoint: a, b; only in the data: cat, dog\\)"):
+        main(["test", *FAST, f"--data.cache_dir={tmp_path / 'cache'}", "--data.dataset=folder", f"--data.path={root}",
+              "--data.val_fraction=0", f"--ckpt_path={checkpoint}"])
