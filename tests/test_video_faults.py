@@ -17,6 +17,7 @@ from apps.video.data import VideoDataModule, VideoDecodeError, decode_frames, in
 from apps.video.data.dataset import collate
 from apps.video.features import FeatureCache
 from apps.video.model import VideoModel
+from tests.conftest import ROOT, run_app
 from tests.video_files import cut_off, punch_hole, write_clip
 
 torch.set_num_threads(1)
@@ -439,3 +440,17 @@ def test_the_command_line_refuses_a_checkpoint_of_other_classes(tmp_path, monkey
                                         "which differ \\(only in the checkpoint: a, b; only in the data: cat, dog\\)"):
         main(["test", *FAST, f"--data.cache_dir={tmp_path / 'cache'}", "--data.dataset=folder", f"--data.path={root}",
               "--data.val_fraction=0", f"--ckpt_path={checkpoint}"])
+
+
+def test_under_ddp_every_good_prediction_is_written_and_the_skipped_are_named_once(tmp_path, checkpoint):
+    folder = tmp_path / "clips"
+    for i in range(3):
+        write_clip(folder / f"good{i}.mp4", frames=8, seed=i)
+    for name in DAMAGED:
+        damaged(folder / name)
+    ddp = ["--config", str(ROOT / "configs/trainer/ddp.yaml"), "--trainer.accelerator=cpu", "--trainer.devices=2"]
+    done = run_app(["predict", *FAST, *ddp, f"--data.cache_dir={tmp_path / 'cache'}", f"--data.predict_path={folder}",
+                    f"--ckpt_path={checkpoint}", f"--prediction_writer.path={tmp_path / 'out.csv'}"], tmp_path,
+                   app="video")
+    assert pd.read_csv(tmp_path / "out.csv")["video"].tolist() == ["good0.mp4", "good1.mp4", "good2.mp4"]
+    assert done.stderr.count("skipped 2 of 5 videos") == 1, done.stderr[-3000:]
