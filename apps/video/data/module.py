@@ -75,8 +75,8 @@ class VideoDataModule(AppData):
             val_fraction: share of each class's training groups held out for validation (ucf101, hmdb51, folder
                 without val.txt).
             test_fraction: share of each class's groups held out for testing (folder without split files).
-            on_bad_video: "skip" unreadable, missing or zero-frame videos (counted and named in a warning) or
-                "error".
+            on_bad_video: "skip" videos that are missing, unreadable, have no frames or fail to decode (counted and
+                named in a warning; a split left with none is an error) or "error" (stop at the first).
             generated_sizes: train, validation and test clips of the generated set.
             cache_dir: where the generated set and the video index are kept.
             batch_size: videos per batch (per process).
