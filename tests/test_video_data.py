@@ -15,6 +15,7 @@ from PIL import Image
 import apps.video.data as video_data
 import apps.video.data.index as video_index
 import apps.video.data.pool as video_pool
+from apps.common.errors import UserError
 from apps.video.data import (
     GENERATED_CLASSES,
     IMAGENET_MEAN,
@@ -285,7 +286,7 @@ def test_ucf101_split_files(ucf_root, tmp_path):
 
 def test_ucf101_without_split_folder_names_where_it_looked(ucf_root, tmp_path):
     data = module(tmp_path, dataset="ucf101", path=str(ucf_root), split_path=str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="ucfTrainTestlist"):
+    with pytest.raises(UserError, match="ucfTrainTestlist"):
         data.setup("fit")
     with pytest.raises(ValueError, match="fold must be 1, 2 or 3"):
         module(tmp_path, dataset="ucf101", path=str(ucf_root), fold=4)
@@ -486,13 +487,13 @@ def test_predict_from_a_folder_and_from_a_list(ucf_root, tmp_path):
 
 
 def test_options_are_checked(tmp_path):
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(UserError, match=r"--data\.dataset 'kinetics' is unknown"):
         VideoDataModule(dataset="kinetics")
     with pytest.raises(ValueError, match=r"needs --data\.path"):
         VideoDataModule(dataset="folder")
     with pytest.raises(ValueError, match="on_bad_video"):
         VideoDataModule(on_bad_video="ignore")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):
         module(tmp_path, dataset="folder", path=str(tmp_path / "nowhere")).setup("fit")
 
 

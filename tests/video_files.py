@@ -20,3 +20,20 @@ def write_clip(path: Path, frames: int = 8, width: int = 32, height: int = 32, f
     else:
         write_video(path, pixels, fps=fps)
     return path
+
+
+def cut_off(path: Path, keep: float = 0.9) -> Path:
+    """Cuts the end off a video file: an AVI's header still promises every frame, its data stops early."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def punch_hole(path: Path) -> Path:
+    """Zeroes the middle third of a video file's bytes: an MP4's header (at its end) stays whole, the frames do not
+    decode past the hole."""
+    data = bytearray(path.read_bytes())
+    third = len(data) // 3
+    data[third : 2 * third] = bytes(third)
+    path.write_bytes(bytes(data))
+    return path

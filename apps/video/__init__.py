@@ -4,10 +4,10 @@
 """
 
 from apps.common.cli import run
-from apps.video.data import VideoDataModule
+from apps.video.data import SkippedVideos, VideoDataModule
 from apps.video.model import VideoModel
 
 
 def main(args: list[str] | None = None):
     """The video command line (``args``, or sys.argv when None)."""
-    return run(VideoModel, VideoDataModule, "video", args=args)
+    return run(VideoModel, VideoDataModule, "video", callbacks={"skipped_videos": SkippedVideos}, args=args)

@@ -83,7 +83,8 @@ class VideoModel(BackboneModule):
                                             feature_norm=feature_norm, recurrence=recurrence,
                                             kernel_size=kernel_size)
         self.dropout = nn.Dropout(dropout)
-        self.cache = None if feature_cache is None else FeatureCache(feature_cache, self.image_encoder.features)
+        self.cache = None if feature_cache is None else FeatureCache(feature_cache, self.image_encoder.features,
+                                                                     f"grid {spatial_grid}")
 
     def build(self, artefacts: dict) -> None:
         width = self.encoder.feature_size if self.hparams.head == "mean" else self.encoder.output_size
@@ -123,11 +124,19 @@ class VideoModel(BackboneModule):
         """Cross-entropy of the clip-averaged probabilities (log_softmax leaves log-probabilities as they are)."""
         return F.cross_entropy(self(batch), batch["label"], label_smoothing=self.hparams.label_smoothing)
 
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        # no video of the batch decoded: a zero-gradient step, which every DDP process must take together
+        if not len(batch["index"]):
+            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+        return super().training_step(batch, batch_idx)
+
     def on_train_epoch_end(self) -> None:
         if self.cache is not None:
             self.cache.flush()
 
     def evaluate(self, batch: dict, stage: str) -> list[dict]:
+        if not len(batch["index"]):  # no video of the batch decoded
+            return []
         log_probs = self(batch)
         losses = F.nll_loss(log_probs, batch["label"], reduction="none").tolist()
         return [{"index": i, "video": name, "label": label, "probabilities": p, "loss": loss}
@@ -178,6 +187,8 @@ class VideoModel(BackboneModule):
     # ---------------------------------------------------------------- predict
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        if not len(batch["index"]):  # no video of the batch decoded
+            return []
         probabilities = self(batch).exp().float().cpu().numpy()
         rows = []
         for i, name, p in zip(batch["index"].tolist(), batch["name"], probabilities, strict=True):

@@ -37,36 +37,48 @@ def clip_indices(num_available: int, num_frames: int, clips: int) -> list[list[i
     return [uniform_indices(num_available, num_frames, (k + 0.5) / clips) for k in range(clips)]
 
 
-def decode_frames(path: str | os.PathLike, indices: Sequence[int], size: int, threads: int = 1) -> np.ndarray:
+class VideoDecodeError(Exception):
+    """A video whose frames cannot be decoded although the index read it (cut off, damaged, gone since): the
+    message says why, the caller names the file."""
+
+
+def decode_frames(path: str | os.PathLike, indices: Sequence[int], size: int, threads: int = 1,
+                  promised: int = 0) -> np.ndarray:
     """The frames at ``indices`` (any order, repeats allowed) of a video, (len(indices), size, size, 3) uint8 RGB:
     the whole picture resized, aspect ratio not kept, so that videos of any resolution batch together.
 
     Decodes in order, converts and resizes (area averaging, one reused scaler) only the wanted frames, and stops
-    after the last one. A video that ends early (a container's frame count can be off by a few) or breaks off gives
-    its last decoded frame for the frames past the end; one that yields no frame at all is an error naming the file.
-    ``threads``: decoder threads (1: none, the right choice when DataLoader workers already use every core; 0: as
-    many as FFmpeg likes)."""
+    after the last one. A video that ends early gives its last decoded frame for the frames past the end: a
+    container's frame count can be off by a few. It is VideoDecodeError when no wanted frame decodes, or when it
+    stops (ends, or breaks off with an error) more than a tenth short of the ``promised`` frame count (the index's;
+    0: no promise): its data is cut off or damaged. ``threads``: decoder threads (1: none, the right choice when
+    DataLoader workers already use every core; 0: as many as FFmpeg likes)."""
     wanted = set(indices)
     last = max(wanted)
     got: dict[int, np.ndarray] = {}
-    failure = None
+    failure, decoded = None, 0
     scaler = VideoReformatter()
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO" if threads != 1 else "SLICE"
-        stream.thread_count = threads
-        try:
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO" if threads != 1 else "SLICE"
+            stream.thread_count = threads
             for i, frame in enumerate(container.decode(stream)):
+                decoded = i + 1
                 if i in wanted:
                     got[i] = scaler.reformat(frame, size, size, "rgb24", interpolation="AREA").to_ndarray()
                 if i >= last:
                     break
-        except av.error.FFmpegError as err:
-            failure = err
+    except (av.error.FFmpegError, OSError, IndexError) as err:  # IndexError: no video stream (any more)
+        failure = f"{type(err).__name__}: {err}"
+    because = f" ({failure})" if failure else ""
+    stopped = f"decoding stopped after {decoded} of {promised or last + 1} frames{because}"
     if not got:
-        raise RuntimeError(f"{path}: no frame could be decoded" + (f" ({failure})" if failure else ""))
-    decoded = sorted(got)
+        raise VideoDecodeError(stopped if decoded else failure or "no frame decodes")
+    if decoded <= last and promised and decoded < promised - max(2, promised // 10):
+        raise VideoDecodeError(stopped)
+    decoded_indices = sorted(got)
     for i in sorted(wanted - got.keys()):  # past the end: the last decoded frame before it (or the first one)
-        earlier = [d for d in decoded if d < i]
-        got[i] = got[earlier[-1] if earlier else decoded[0]]
+        earlier = [d for d in decoded_indices if d < i]
+        got[i] = got[earlier[-1] if earlier else decoded_indices[0]]
     return np.stack([got[i] for i in indices])

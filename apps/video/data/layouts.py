@@ -10,6 +10,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from apps.common.errors import UserError
+
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 SPLITS = ("train", "val", "test")
 UCF101_SPLIT_DIR, HMDB51_SPLIT_DIR = "ucfTrainTestlist", "testTrainMulti_7030_splits"
@@ -36,12 +38,12 @@ def video_files(folder: Path) -> list[Path]:
 def class_folders(root: Path) -> list[str]:
     """The class folders of a class-per-folder set: the sub-folders holding at least one video file, sorted."""
     if not root.is_dir():
-        raise FileNotFoundError(f"video folder {root} (--data.path) does not exist")
+        raise UserError(f"video folder {root} (--data.path) does not exist")
     names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
                    and any(p.suffix.lower() in VIDEO_SUFFIXES for p in d.rglob("*")))
     if not names:
-        raise ValueError(f"{root} holds no class folders with video files ({', '.join(VIDEO_SUFFIXES)}); expected "
-                         f"<root>/<class>/<video>")
+        raise UserError(f"{root} (--data.path) holds no class folders with video files ({', '.join(VIDEO_SUFFIXES)}); "
+                        "expected <root>/<class>/<video>")
     return names
 
 
@@ -78,7 +80,7 @@ class _Resolver:
 def split_lines(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, fields) of the non-empty, non-comment lines of a split file."""
     if not path.is_file():
-        raise FileNotFoundError(f"split file {path} does not exist")
+        raise UserError(f"split file {path} does not exist")
     return [(number, line.split()) for number, line in enumerate(path.read_text().splitlines(), start=1)
             if line.strip() and not line.lstrip().startswith("#")]
 
@@ -91,7 +93,7 @@ def find_split_dir(split_path: str | None, root: Path, name: str, marker: str) -
     for candidate in candidates:
         if candidate.is_dir() and any(candidate.glob(marker)):
             return candidate
-    raise FileNotFoundError(f"no split folder with {marker} at {' or '.join(map(str, candidates))}; pass "
+    raise UserError(f"no split folder with {marker} at {' or '.join(map(str, candidates))}; pass "
                             f"--data.split_path (the folder {name} of the official splits)")
 
 
@@ -101,7 +103,7 @@ def ucf101_classes(split_dir: Path) -> list[str]:
     classes = []
     for number, fields in split_lines(index_path):
         if len(fields) != 2 or not fields[0].isdigit() or int(fields[0]) != len(classes) + 1:
-            raise ValueError(f"{index_path}:{number}: expected '<number> <class>' numbered from 1 in order, got "
+            raise UserError(f"{index_path}:{number}: expected '<number> <class>' numbered from 1 in order, got "
                              f"{' '.join(fields)!r}")
         classes.append(fields[1])
     return classes
@@ -109,7 +111,8 @@ def ucf101_classes(split_dir: Path) -> list[str]:
 
 def read_ucf101(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict[str, list[Video]]]:
     """Class names (classInd.txt order) and the train and test videos of UCF101 fold ``fold``, from
-    ``trainlist0N.txt`` (``Class/v_Class_gXX_cYY.avi <class number>``) and ``testlist0N.txt`` (the path alone)."""
+    ``trainlist0N.txt`` (``Class/v_Class_gXX_cYY.avi <class number>``, the number that of the class folder) and
+    ``testlist0N.txt`` (the path alone)."""
     index_path = split_dir / "classInd.txt"
     classes = ucf101_classes(split_dir)
     by_name = {c.lower(): i for i, c in enumerate(classes)}
@@ -122,7 +125,10 @@ def read_ucf101(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict
             name = fields[0]
             label = by_name.get(name.split("/")[0].lower()) if "/" in name else None
             if label is None:
-                raise ValueError(f"{path}:{number}: {name!r} is not <class>/<video> with a class of {index_path}")
+                raise UserError(f"{path}:{number}: {name!r} is not <class>/<video> with a class of {index_path}")
+            if len(fields) > 1 and fields[1] != str(label + 1):
+                raise UserError(f"{path}:{number}: class number {fields[1]} of {name!r} does not match its folder "
+                                f"{classes[label]!r}, number {label + 1} in {index_path}")
             listed.append(Video(resolve(name), name, label, video_group(name, "ucf101")))
         splits[split] = listed
     return classes, splits
@@ -134,7 +140,7 @@ def hmdb51_split_files(split_dir: Path, fold: int) -> dict[str, Path]:
     suffix = f"_test_split{fold}.txt"
     files = sorted(split_dir.glob(f"*{suffix}"))
     if not files:
-        raise FileNotFoundError(f"{split_dir} has no <class>{suffix} files (HMDB51 folds are 1 to 3)")
+        raise UserError(f"{split_dir} has no <class>{suffix} files (--data.fold {fold}; HMDB51 folds are 1 to 3)")
     return {f.name[: -len(suffix)]: f for f in files}
 
 
@@ -147,7 +153,7 @@ def read_hmdb51(root: Path, split_dir: Path, fold: int) -> tuple[list[str], dict
     for label, (cls, path) in enumerate(files.items()):
         for number, fields in split_lines(path):
             if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-                raise ValueError(f"{path}:{number}: expected '<video>.avi <1|2|0>' (1 train, 2 test, 0 unused), got "
+                raise UserError(f"{path}:{number}: expected '<video>.avi <1|2|0>' (1 train, 2 test, 0 unused), got "
                                  f"{' '.join(fields)!r}")
             if fields[1] == "0":
                 continue
@@ -178,7 +184,7 @@ def read_folder(root: Path, split_dir: Path | None) -> tuple[list[str], dict[str
             name = fields[0]
             label = by_name.get(name.split("/")[0]) if "/" in name else None
             if label is None:
-                raise ValueError(f"{path}:{number}: {name!r} is not <class>/<video> with a class folder of {root}")
+                raise UserError(f"{path}:{number}: {name!r} is not <class>/<video> with a class folder of {root}")
             listed.append(Video(resolve(name), name, label, video_group(name)))
         splits[split] = listed
     return classes, splits
@@ -215,7 +221,7 @@ def predict_list(path: Path) -> list[Video]:
     if path.is_dir():
         return [Video(p, p.relative_to(path).as_posix(), -1) for p in video_files(path)]
     if not path.is_file():
-        raise FileNotFoundError(f"predict_path {path} is neither a folder of videos nor a file listing them")
+        raise UserError(f"--data.predict_path {path} is neither a folder of videos nor a file listing them")
     listed = []
     for _, fields in split_lines(path):
         name = " ".join(fields)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from apps.common.data import AppData
+from apps.common.errors import UserError
 from apps.video.data.dataset import VideoClips, collate
 from apps.video.data.index import VideoInfo, index_file, index_videos
 from apps.video.data.layouts import (
     HMDB51_SPLIT_DIR,
     SPLITS,
     UCF101_SPLIT_DIR,
+    VIDEO_SUFFIXES,
     Video,
     class_folders,
     find_split_dir,
@@ -26,11 +29,9 @@ from apps.video.data.layouts import (
     split_by_group,
     ucf101_classes,
 )
+from apps.video.data.messages import bad_video_error, class_mismatch, none_readable, skipped_warning
+from apps.video.data.options import check_options
 from apps.video.data.render import GENERATED_CLASSES, generate_clips, generated_folder
-
-DATASETS = ("generated", "ucf101", "hmdb51", "folder")
-#: how many bad videos a warning or an error names
-SHOWN = 5
 
 
 class VideoDataModule(AppData):
@@ -74,8 +75,8 @@ class VideoDataModule(AppData):
             val_fraction: share of each class's training groups held out for validation (ucf101, hmdb51, folder
                 without val.txt).
             test_fraction: share of each class's groups held out for testing (folder without split files).
-            on_bad_video: "skip" unreadable, missing or zero-frame videos (counted and named in a warning) or
-                "error".
+            on_bad_video: "skip" videos that are missing, unreadable, have no frames or fail to decode (counted and
+                named in a warning; a split left with none is an error) or "error" (stop at the first).
             generated_sizes: train, validation and test clips of the generated set.
             cache_dir: where the generated set and the video index are kept.
             batch_size: videos per batch (per process).
@@ -88,22 +89,11 @@ class VideoDataModule(AppData):
             seed: seed of the generated clips and of random splits.
         """
         super().__init__()
-        if dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
-        if dataset != "generated" and not path:
-            raise ValueError(f"dataset {dataset!r} needs --data.path: the folder of <class>/<video> files")
-        if on_bad_video not in ("skip", "error"):
-            raise ValueError(f"on_bad_video must be 'skip' or 'error', got {on_bad_video!r}")
-        if dataset in ("ucf101", "hmdb51") and fold not in (1, 2, 3):
-            raise ValueError(f"fold must be 1, 2 or 3 (the official splits of {dataset}), got {fold}")
-        if num_frames < 1 or frame_size < 1 or test_clips < 1:
-            raise ValueError(f"num_frames, frame_size and test_clips must be positive, got {num_frames}, {frame_size}, "
-                             f"{test_clips}")
-        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise ValueError(f"val_fraction and test_fraction must be in [0, 1) with a sum below 1, got "
-                             f"{val_fraction} and {test_fraction}")
+        defaults = {n: p.default for n, p in inspect.signature(VideoDataModule.__init__).parameters.items()}
+        check_options(dict(self.hparams), defaults)
         self._class_names: list[str] | None = None
         self._videos: dict[str, list[Video]] | None = None
+        self._bad: dict[str, list[tuple[str, str]]] = {}
 
     # ------------------------------------------------------------------ classes
 
@@ -130,6 +120,9 @@ class VideoDataModule(AppData):
 
     def _checkpoint_class_names(self) -> list[str] | None:
         saved = self.saved_artefacts()
+        if saved and "class_names" not in saved:
+            raise UserError(f"the checkpoint {self.checkpoint_path} (--ckpt_path) holds no class names: it is not "
+                            "a video model's")
         return list(saved["class_names"]) if saved else None
 
     def artefacts(self) -> dict:
@@ -164,7 +157,7 @@ class VideoDataModule(AppData):
         hp = self.hparams
         root = self.root
         if not root.is_dir():
-            raise FileNotFoundError(f"video folder {root} (--data.path) does not exist")
+            raise UserError(f"video folder {root} (--data.path) does not exist")
         if hp.dataset == "ucf101":
             classes, splits = read_ucf101(root, self._split_dir(), hp.fold)
         elif hp.dataset == "hmdb51":
@@ -178,33 +171,51 @@ class VideoDataModule(AppData):
             splits = {"train": carved["train"], "val": carved["val"], "test": splits["test"]}
         return classes, {name: splits[name] for name in SPLITS}
 
-    def readable(self, listed: dict[str, Sequence[Video]], cache_root: Path, what: str) -> dict[str, list[Video]]:
-        """The videos of each split that the index can read, in order. The others (missing, unreadable, no frames)
-        are left out with one warning that counts them and names the first few, or are an error naming the first
-        (``on_bad_video``). One index pass covers every split."""
+    def _why_empty(self, split: str) -> tuple[str, bool]:
+        """Why a split lists no video, and whether the options asked for that (no validation while fitting)."""
+        hp = self.hparams
+        if hp.dataset == "generated":
+            return "--data.generated_sizes gives it no clips", split == "val"
+        split_dir = self._split_dir()
+        if hp.dataset == "ucf101" and split != "val":
+            return f"{split_dir / f'{split}list{hp.fold:02d}.txt'} lists no videos", False
+        if hp.dataset == "hmdb51" and split != "val":
+            mark = 1 if split == "train" else 2
+            return f"no line of the *_test_split{hp.fold}.txt files in {split_dir} marks a video {mark}", False
+        if split_dir is not None and (split != "val" or (split_dir / "val.txt").is_file()):
+            return f"{split_dir / f'{split}.txt'} lists no videos", False
+        fraction = hp.val_fraction if split == "val" else hp.test_fraction
+        if fraction == 0:
+            return f"--data.{split}_fraction is 0", split == "val"
+        return (f"--data.{split}_fraction {fraction} holds out whole groups of related videos (a source video, "
+                "actor or scene), and no class has a group to spare: each keeps one for training", False)
+
+    def readable(self, listed: dict[str, Sequence[Video]], cache_root: Path,
+                 what: str) -> tuple[dict[str, list[Video]], dict[str, list[tuple[str, str]]]]:
+        """The videos of each split that the index can read, in order, and (name, why) of the others (missing,
+        unreadable, no frames): they are left out with one warning that counts them and names the first few, or
+        are an error naming the first (``on_bad_video``). One index pass covers every split."""
         paths = [v.path for split in listed.values() for v in split if v.path is not None]
         index = index_videos(paths, index_file(self.hparams.cache_dir, cache_root), self.hparams.index_workers)
         videos: dict[str, list[Video]] = {name: [] for name in listed}
-        bad: list[tuple[Video, str]] = []
+        bad: dict[str, list[tuple[str, str]]] = {name: [] for name in listed}
+        first = None
         for name, split in listed.items():
             for v in split:
                 info = "file not found" if v.path is None else index[str(v.path)]
                 if isinstance(info, VideoInfo) and info.frames <= 0:
                     info = "no frames"
                 if isinstance(info, str):
-                    bad.append((v, info))
+                    bad[name].append((v.name, info))
+                    first = first or (v.path or cache_root / v.name, info)
                 else:
                     videos[name].append(dataclasses.replace(v, frames=info.frames))
-        if bad and self.hparams.on_bad_video == "error":
-            v, reason = bad[0]
-            raise ValueError(f"{v.path or cache_root / v.name}: cannot be read as a video ({reason}); {len(bad)} "
-                             f"such in {what} (pass --data.on_bad_video skip to leave them out)")
-        if bad:
-            shown = ", ".join(f"{v.name} ({reason})" for v, reason in bad[:SHOWN])
-            total = sum(len(split) for split in listed.values())
-            rank_zero_warn(f"{what}: skipped {len(bad)} of {total} videos that are missing, unreadable or have no "
-                           f"frames: {shown}{', ...' if len(bad) > SHOWN else ''}")
-        return videos
+        every = [b for split in bad.values() for b in split]
+        if every and self.hparams.on_bad_video == "error":
+            raise UserError(bad_video_error(*first, what, len(every)))
+        if every:
+            rank_zero_warn(skipped_warning(what, every, sum(len(split) for split in listed.values())))
+        return videos, bad
 
     def _prepare(self) -> dict[str, list[Video]]:
         """Renders the generated set if it is missing, then reads the splits and the index (probing only videos
@@ -217,37 +228,63 @@ class VideoDataModule(AppData):
             classes, listed = self.read_listing()
             stored = self._checkpoint_class_names()
             if stored is not None and stored != classes:
-                raise ValueError(f"the checkpoint {self.checkpoint_path} knows {len(stored)} classes ({stored[:4]} "
-                                 f"...), the data {len(classes)} ({classes[:4]} ...); its class ids would mean other "
-                                 "classes")
+                raise UserError(class_mismatch(self.checkpoint_path, stored, self.what, classes))
             self._class_names = classes
-            self._videos = self.readable(listed, self.root, f"{hp.dataset} data in {self.root}")
+            self._videos, self._bad = self.readable(listed, self.root, self.what)
         return self._videos
 
+    @property
+    def what(self) -> str:
+        """The data set, as messages name it."""
+        hp = self.hparams
+        fold = f", fold {hp.fold}" if hp.dataset in ("ucf101", "hmdb51") else ""
+        return f"{hp.dataset} data in {self.root}{fold}"
+
     def prepare_data(self) -> None:
-        """On one process per node: render the generated set and build the index, so that setup finds both."""
-        self._prepare()
+        """On one process per node: render the generated set and build the index, so that setup finds both; not for
+        predict, which reads --data.predict_path alone (a checkpoint's classes need not be those of --data.*)."""
+        if self.trainer is None or self.trainer.state.fn != "predict":
+            self._prepare()
 
     def make_splits(self, names: tuple[str, ...]) -> dict[str, VideoClips]:
+        """The named splits; each must hold a readable video, but for a validation split that the options leave
+        empty while fitting (no validation)."""
         hp = self.hparams
         if names == ("predict",):
-            if not hp.predict_path:
-                raise ValueError("predict needs --data.predict_path: a folder of videos or a text file listing them")
-            where = Path(hp.predict_path).expanduser()
-            listed = predict_list(where)
-            videos = self.readable({"predict": listed}, where if where.is_dir() else where.parent,
-                                   f"predict data in {where}")["predict"]
-            rank_zero_info(f"video data: predicting {len(videos)} videos from {where}")
-            return {"predict": VideoClips(videos, hp.num_frames, hp.frame_size, "uniform", hp.test_clips,
-                                          hp.decode_threads)}
+            return {"predict": self._predict_split()}
         videos = self._prepare()  # one listing and index for every split: all three are set up at once
+        for name in names:
+            what = f"the {name} split of {self.what}"
+            if not videos[name] and self._bad[name]:
+                raise none_readable(what, self._bad[name])
+            if not videos[name]:
+                why, asked = self._why_empty(name)
+                if not (asked and name == "val" and "train" in names):
+                    raise UserError(f"{what} is empty: {why}")
         splits = {name: VideoClips(videos[name], hp.num_frames, hp.frame_size,
                                    "segments" if name == "train" else "uniform",
-                                   hp.test_clips if name == "test" else 1, hp.decode_threads) for name in SPLITS}
-        where = f"fold {hp.fold}" if hp.dataset in ("ucf101", "hmdb51") else str(self.root)
+                                   hp.test_clips if name == "test" else 1, hp.decode_threads,
+                                   f"the {name} split of {self.what}", hp.on_bad_video) for name in SPLITS}
         rank_zero_info(
-            f"video data: {hp.dataset} ({where}), {self.num_classes} classes, "
+            f"video data: {self.what}, {self.num_classes} classes, "
             f"{', '.join(f'{s} {len(videos[s])}' for s in SPLITS)} videos; {hp.num_frames} frames of "
             f"{hp.frame_size}x{hp.frame_size}, {hp.test_clips} test clip(s)"
         )
         return splits
+
+    def _predict_split(self) -> VideoClips:
+        hp = self.hparams
+        if not hp.predict_path:
+            raise UserError("predict needs --data.predict_path: a folder of videos or a text file listing them")
+        where = Path(hp.predict_path).expanduser()
+        listed = predict_list(where)
+        what = f"predict data in {where} (--data.predict_path)"
+        if not listed:
+            raise UserError(f"{what} is empty: " + (f"the folder holds no video files ({', '.join(VIDEO_SUFFIXES)})"
+                                                    if where.is_dir() else "the file lists no videos"))
+        videos, bad = self.readable({"predict": listed}, where if where.is_dir() else where.parent, what)
+        if not videos["predict"]:
+            raise none_readable(what, bad["predict"])
+        rank_zero_info(f"video data: predicting {len(videos['predict'])} videos from {where}")
+        return VideoClips(videos["predict"], hp.num_frames, hp.frame_size, "uniform", hp.test_clips,
+                          hp.decode_threads, what, hp.on_bad_video)
