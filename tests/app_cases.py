@@ -81,19 +81,20 @@ def fake_karpathy(folder: Path) -> list[str]:
 
 
 def fake_ucf101(root: Path) -> list[str]:
-    """Two classes of two groups of tiny AVI files, and split 1 of the official lists (no ImageNet download)."""
+    """Two classes of three groups of tiny AVI files, and split 1 of the official lists (two groups to train on,
+    one held out for validation; no ImageNet download)."""
     classes = ("ApplyLipstick", "Archery")
     for c, name in enumerate(classes):
-        for g in (1, 2):
+        for g in (1, 2, 3):
             write_clip(root / name / f"v_{name}_g{g:02d}_c01.avi", frames=6, seed=10 * c + g)
     lists = root / "ucfTrainTestlist"
     lists.mkdir()
     (lists / "classInd.txt").write_text("1 ApplyLipstick\n2 Archery\n")
-    (lists / "trainlist01.txt").write_text("".join(f"{n}/v_{n}_g02_c01.avi {c + 1}\n" for c, n in enumerate(classes)))
+    (lists / "trainlist01.txt").write_text("".join(f"{n}/v_{n}_g0{g}_c01.avi {c + 1}\n" for c, n in enumerate(classes)
+                                                   for g in (2, 3)))
     (lists / "testlist01.txt").write_text("".join(f"{n}/v_{n}_g01_c01.avi\n" for n in classes))
-    return ["--data.path", str(root), "--data.val_fraction=0", "--model.weights=null", "--model.backbone=resnet18",
-            "--data.batch_size=2", "--data.test_clips=2", f"--model.feature_cache={root.parent / 'features'}",
-            "--model.plateau_patience=0"]  # the tiny layout has no validation videos to plateau on
+    return ["--data.path", str(root), "--data.val_fraction=0.5", "--model.weights=null", "--model.backbone=resnet18",
+            "--data.batch_size=2", "--data.test_clips=2", f"--model.feature_cache={root.parent / 'features'}"]
 
 
 def fake_shakespeare(folder: Path) -> list[str]:
