@@ -20,9 +20,10 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import pad_sequence
 
 from apps.common.callbacks import run_dir
+from apps.common.errors import check_options
 from apps.common.metrics import token_nll_sums
 from apps.common.module import AppModule
-from apps.language_model.data import IGNORE, check
+from apps.language_model.data import IGNORE
 from rnn_core import BACKENDS, CELLS, Recurrent
 
 CARRIED_KEY = "carried_state"  # where checkpoints keep the training streams' state
@@ -67,7 +68,7 @@ class LanguageModel(AppModule):
             seed: sampling seed; a sample's draws depend on it, its prompt and its number alone.
         """
         super().__init__(**kwargs)
-        check("model", {
+        check_options(group="model", rules={
             "cell": (cell, cell in CELLS, f"one of {tuple(CELLS)}"),
             "backend": (backend, backend in BACKENDS, f"one of {BACKENDS}"),
             **{name: (p, 0 <= p < 1, "in [0, 1)") for name, p in {"dropout": dropout, "input_dropout": input_dropout,
