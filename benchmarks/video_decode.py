@@ -54,7 +54,7 @@ def decode_rows(folder: Path, args: argparse.Namespace) -> list[dict]:
         data = VideoDataModule(dataset="folder", path=str(folder), num_frames=args.num_frames,
                                frame_size=args.frame_size, val_fraction=0.0, test_fraction=0.0,
                                batch_size=args.batch_size, num_workers=workers, cache_dir=str(folder / ".cache"))
-        data.setup("fit")
+        data.splits.update(data.make_splits(("train",)))  # the training loader alone: no validation split
         loader = data.train_dataloader()
         for _ in loader:  # warm-up: workers start, files enter the page cache
             pass
@@ -78,7 +78,7 @@ def training_rows(folder: Path, args: argparse.Namespace) -> list[dict]:
         data = VideoDataModule(dataset="folder", path=str(folder), val_fraction=0.0, test_fraction=0.0,
                                num_workers=workers, cache_dir=str(folder / ".cache"),
                                **{k: config["data"][k] for k in ("num_frames", "frame_size", "batch_size")})
-        data.setup("fit")
+        data.splits.update(data.make_splits(("train",)))
         torch.manual_seed(0)
         model = VideoModel(**config["model"]).train()
         model.adopt(data.artefacts())

@@ -56,7 +56,7 @@ def checkpoint(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("trained")
     root = class_folders(folder / "videos", groups=2)
     main(["fit", *FAST, f"--data.cache_dir={folder / 'cache'}", "--data.dataset=folder", f"--data.path={root}",
-          "--data.val_fraction=0", "--data.test_fraction=0", "--trainer.limit_train_batches=1",
+          "--data.val_fraction=0.5", "--data.test_fraction=0", "--trainer.limit_train_batches=1",
           f"--trainer.default_root_dir={folder}"])
     return str(next(folder.rglob("last.ckpt")))
 
@@ -156,14 +156,14 @@ def test_training_skips_and_names_what_fails_to_decode_in_workers(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     root = class_folders(tmp_path / "videos", bad=("c02.avi",))
     messages = run_quietly(["fit", *FAST, f"--data.cache_dir={tmp_path / 'cache'}", "--data.dataset=folder",
-                            f"--data.path={root}", "--data.val_fraction=0", "--data.test_fraction=0",
+                            f"--data.path={root}", "--data.val_fraction=0.3", "--data.test_fraction=0",
                             "--data.num_workers=2", "--trainer.max_epochs=2"])
     skipped = [m for m in messages if "skipped" in m]
-    assert skipped == [f"the train split of folder data in {root}: skipped 1 of 7 videos that are missing, unreadable "
+    assert skipped == [f"the train split of folder data in {root}: skipped 1 of 5 videos that are missing, unreadable "
                        "or have no frames: a/v_a_g00_c02.avi (decoding stopped after 1 of 16 frames)"]  # once
 
 
-@pytest.mark.parametrize(("command", "split"), [("fit", "train"), ("test", "test"), ("predict", "predict")])
+@pytest.mark.parametrize(("command", "split"), [("fit", "(train|val)"), ("test", "test"), ("predict", "predict")])
 def test_a_split_none_of_whose_videos_decodes_is_one_user_error(tmp_path, monkeypatch, checkpoint, command, split):
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "videos"
@@ -176,9 +176,9 @@ def test_a_split_none_of_whose_videos_decodes_is_one_user_error(tmp_path, monkey
         args += [f"--data.predict_path={root / 'a'}"]
         what = f"predict data in {root / 'a'} \\(--data.predict_path\\)"
     else:
-        test_fraction = 0.5 if split == "test" else 0
-        args += ["--data.dataset=folder", f"--data.path={root}", "--data.val_fraction=0",
-                 f"--data.test_fraction={test_fraction}"]
+        fractions = (0, 0.5) if split == "test" else (0.5, 0)  # every video of both fit splits is damaged
+        args += ["--data.dataset=folder", f"--data.path={root}", f"--data.val_fraction={fractions[0]}",
+                 f"--data.test_fraction={fractions[1]}"]
         what = f"the {split} split of folder data in {root}"
     with pytest.raises(UserError, match=f"every video of {what} is missing, unreadable or has no frames"):
         run_quietly(args)
@@ -232,14 +232,15 @@ def test_empty_splits_say_which_and_why(tmp_path):
         module(tmp_path, generated_sizes=(8, 0, 2)).setup("validate")
 
 
-def test_no_validation_is_allowed_when_asked_for(tmp_path):
+def test_fitting_without_validation_is_one_user_error(tmp_path):
+    """The best checkpoint is chosen on a validation metric: options that leave no validation say so."""
     root = class_folders(tmp_path / "videos", groups=2)
     data = module(tmp_path, dataset="folder", path=str(root), val_fraction=0.0, test_fraction=0.0)
-    data.setup("fit")
-    assert len(data.splits["train"]) == 4 and len(data.splits["val"]) == 0
+    with pytest.raises(UserError, match=r"the val split of folder data in .*videos is empty: --data.val_fraction is 0"):
+        data.setup("fit")
     generated = module(tmp_path, generated_sizes=(8, 0, 2))
-    generated.setup("fit")
-    assert len(generated.splits["val"]) == 0
+    with pytest.raises(UserError, match=r"the val split of .* is empty: --data.generated_sizes gives it no clips"):
+        generated.setup("fit")
 
 
 def test_a_split_none_of_whose_videos_the_index_reads_is_one_user_error(tmp_path):

@@ -53,7 +53,7 @@ class AppData(pl.LightningDataModule):
         for name in STAGE_SPLITS[stage]:  # an empty split would end a run with nothing written, or in collate
             if hasattr(self.splits[name], "__len__") and len(self.splits[name]) == 0:
                 raise UserError(f"the {name} split is empty: no sample passed the data options (--data.*) that "
-                                f"choose and filter it for {stage}")
+                                "choose and filter it")
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
         """A plain DataLoader of a split (Lightning adds the distributed sampler), persistent workers."""

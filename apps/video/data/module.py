@@ -171,24 +171,25 @@ class VideoDataModule(AppData):
             splits = {"train": carved["train"], "val": carved["val"], "test": splits["test"]}
         return classes, {name: splits[name] for name in SPLITS}
 
-    def _why_empty(self, split: str) -> tuple[str, bool]:
-        """Why a split lists no video, and whether the options asked for that (no validation while fitting)."""
+    def _why_empty(self, split: str) -> str:
+        """Why a split lists no video."""
         hp = self.hparams
         if hp.dataset == "generated":
-            return "--data.generated_sizes gives it no clips", split == "val"
+            return "--data.generated_sizes gives it no clips"
         split_dir = self._split_dir()
         if hp.dataset == "ucf101" and split != "val":
-            return f"{split_dir / f'{split}list{hp.fold:02d}.txt'} lists no videos", False
+            return f"{split_dir / f'{split}list{hp.fold:02d}.txt'} lists no videos"
         if hp.dataset == "hmdb51" and split != "val":
             mark = 1 if split == "train" else 2
-            return f"no line of the *_test_split{hp.fold}.txt files in {split_dir} marks a video {mark}", False
+            return f"no line of the *_test_split{hp.fold}.txt files in {split_dir} marks a video {mark}"
         if split_dir is not None and (split != "val" or (split_dir / "val.txt").is_file()):
-            return f"{split_dir / f'{split}.txt'} lists no videos", False
+            return f"{split_dir / f'{split}.txt'} lists no videos"
         fraction = hp.val_fraction if split == "val" else hp.test_fraction
         if fraction == 0:
-            return f"--data.{split}_fraction is 0", split == "val"
+            return f"--data.{split}_fraction is 0" + (" (the best checkpoint is chosen on validation)"
+                                                       if split == "val" else "")
         return (f"--data.{split}_fraction {fraction} holds out whole groups of related videos (a source video, "
-                "actor or scene), and no class has a group to spare: each keeps one for training", False)
+                "actor or scene), and no class has a group to spare: each keeps one for training")
 
     def readable(self, listed: dict[str, Sequence[Video]], cache_root: Path,
                  what: str) -> tuple[dict[str, list[Video]], dict[str, list[tuple[str, str]]]]:
@@ -247,8 +248,7 @@ class VideoDataModule(AppData):
             self._prepare()
 
     def make_splits(self, names: tuple[str, ...]) -> dict[str, VideoClips]:
-        """The named splits; each must hold a readable video, but for a validation split that the options leave
-        empty while fitting (no validation)."""
+        """The named splits; each must hold a readable video."""
         hp = self.hparams
         if names == ("predict",):
             return {"predict": self._predict_split()}
@@ -258,9 +258,7 @@ class VideoDataModule(AppData):
             if not videos[name] and self._bad[name]:
                 raise none_readable(what, self._bad[name])
             if not videos[name]:
-                why, asked = self._why_empty(name)
-                if not (asked and name == "val" and "train" in names):
-                    raise UserError(f"{what} is empty: {why}")
+                raise UserError(f"{what} is empty: {self._why_empty(name)}")
         splits = {name: VideoClips(videos[name], hp.num_frames, hp.frame_size,
                                    "segments" if name == "train" else "uniform",
                                    hp.test_clips if name == "test" else 1, hp.decode_threads,
