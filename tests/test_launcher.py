@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from apps.common.errors import TRACEBACK_VARIABLE, UserError, exit_on_user_error
 from apps.forecasting import main
 from tests.conftest import FAST, ROOT, run_app
 
@@ -109,10 +110,11 @@ def test_ckpt_path_last_without_checkpoints_fits_from_scratch(tmp_path, monkeypa
     assert cli.trainer.progress_bar_callback is not None
 
 
-def test_user_errors_are_one_message_and_bugs_keep_their_traceback(tmp_path):
-    """On the command line: a parser error names the option with the nearest known ones and no usage text, a YAML
-    syntax error names the file, line and column, a UserError is one line and exit status 2, and
-    RNN_APPS_TRACEBACK=1 shows its traceback."""
+def test_user_errors_are_one_message_and_bugs_keep_their_traceback(tmp_path, monkeypatch, capsys):
+    """As the command line runs them (apps/<app>/__main__.py): a parser error names the option with the nearest
+    known ones and no usage text, a YAML syntax error names the file, line and column, a UserError is one line and
+    exit status 2, and RNN_APPS_TRACEBACK=1 lets it through with its traceback."""
+    monkeypatch.chdir(tmp_path)
     broken = tmp_path / "broken.yaml"
     broken.write_text("model:\n  lr: [0.1,\n")
     cases = {
@@ -125,11 +127,14 @@ def test_user_errors_are_one_message_and_bugs_keep_their_traceback(tmp_path):
         ("test",): ["error: test needs a trained model: pass --ckpt_path"],
     }
     for args, lines in cases.items():
-        done = run_app(list(args), tmp_path, check=False)
-        assert done.returncode == 2, (args, done.stderr)
-        assert "usage:" not in done.stderr and "Traceback" not in done.stderr, done.stderr
-        assert len(done.stderr.strip().splitlines()) <= 4, done.stderr
+        with pytest.raises(SystemExit) as exit_status:
+            exit_on_user_error(lambda a=args: main(list(a)))
+        stderr = capsys.readouterr().err
+        assert exit_status.value.code == 2, (args, stderr)
+        assert "usage:" not in stderr and "Traceback" not in stderr, stderr
+        assert len(stderr.strip().splitlines()) <= 4, stderr
         for line in lines:
-            assert line in done.stderr, (line, done.stderr)
-    shown = run_app(["test"], tmp_path, check=False, env={"RNN_APPS_TRACEBACK": "1"})
-    assert shown.returncode != 0 and "Traceback" in shown.stderr and "UserError: test needs" in shown.stderr
+            assert line in stderr, (line, stderr)
+    monkeypatch.setenv(TRACEBACK_VARIABLE, "1")
+    with pytest.raises(UserError, match=r"^test needs a trained model"):
+        exit_on_user_error(lambda: main(["test"]))
