@@ -148,7 +148,7 @@ class AppCLI(LightningCLI):
         self.links = links or []
         default_config = CONFIG_DIR / app / "default.yaml"
         args = packaged_config_args(args)
-        check_config_files(sys.argv[1:] if args is None else args)
+        check_config_files(args)
         super().__init__(
             model_class,
             datamodule_class,

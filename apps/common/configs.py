@@ -30,6 +30,17 @@ def packaged_config(value: str) -> str:
     return str(packaged) if packaged.is_file() else value
 
 
+def _config_file(args: list[str], index: int) -> tuple[str, str] | None:
+    """When ``args[index]`` names a config file: the text before the path and the path (``--config=PATH`` gives
+    ``("--config=", PATH)``; ``PATH`` after ``--config`` or ``-c`` gives ``("", PATH)``)."""
+    flag, equals, value = args[index].partition("=")
+    if equals and flag in CONFIG_FLAGS:
+        return f"{flag}=", value
+    if index and args[index - 1] in CONFIG_FLAGS:
+        return "", args[index]
+    return None
+
+
 def packaged_config_args(args: list[str] | None) -> list[str] | None:
     """Command-line ``args`` (``sys.argv[1:]`` when None) with each config file given to ``--config``/``-c`` (as
     ``--config PATH`` or ``--config=PATH``) passed through ``packaged_config``; ``args`` itself, None included, when
@@ -37,27 +48,22 @@ def packaged_config_args(args: list[str] | None) -> list[str] | None:
     if args is not None and not isinstance(args, list):  # LightningCLI also takes a dict or a Namespace
         return args
     given = sys.argv[1:] if args is None else args
-    resolved = []
-    for index, arg in enumerate(given):
-        flag, equals, value = arg.partition("=")
-        if equals and flag in CONFIG_FLAGS:
-            arg = f"{flag}={packaged_config(value)}"
-        elif index and given[index - 1] in CONFIG_FLAGS:
-            arg = packaged_config(arg)
-        resolved.append(arg)
+    resolved = [arg if (found := _config_file(given, index)) is None else found[0] + packaged_config(found[1])
+                for index, arg in enumerate(given)]
     return args if resolved == given else resolved
 
 
-def check_config_files(args: list[str]) -> None:
-    """Every ``--config`` file exists and is valid YAML; a syntax error names the file, line and column (the parser
-    would name only "<unicode string>")."""
-    for index, arg in enumerate(args):
-        flag, equals, path = arg.partition("=")
-        if not (equals and flag in CONFIG_FLAGS) and not (index and args[index - 1] in CONFIG_FLAGS):
+def check_config_files(args: list[str] | None) -> None:
+    """Every ``--config`` file of the command-line ``args`` (``sys.argv[1:]`` when None) exists and is valid YAML; a
+    syntax error names the file, line and column (the parser would name only "<unicode string>")."""
+    if args is not None and not isinstance(args, list):  # a dict or a Namespace names no files
+        return
+    given = sys.argv[1:] if args is None else args
+    for index in range(len(given)):
+        found = _config_file(given, index)
+        if found is None or found[1].lstrip().startswith(("{", "[")) or "\n" in found[1]:  # none, or given inline
             continue
-        path = path if equals and flag in CONFIG_FLAGS else arg
-        if path.lstrip().startswith(("{", "[")) or "\n" in path:  # a config given inline, not a file
-            continue
+        path = found[1]
         if not Path(path).is_file():
             raise UserError(f"--config {path}: no such file")
         try:
