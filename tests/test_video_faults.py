@@ -40,6 +40,15 @@ def damaged(path: Path) -> Path:
     return (cut_off if path.suffix == ".avi" else punch_hole)(write_clip(path, frames=16))
 
 
+def good_and_damaged(folder: Path) -> Path:
+    """Three good clips and the DAMAGED ones side by side."""
+    for i in range(3):
+        write_clip(folder / f"good{i}.mp4", frames=8, seed=i)
+    for name in DAMAGED:
+        damaged(folder / name)
+    return folder
+
+
 def class_folders(root: Path, groups: int = 3, bad: tuple[str, ...] = ()) -> Path:
     """Classes a and b, ``groups`` one-clip groups each, and the damaged files named in ``bad`` (in class a)."""
     for c in ("a", "b"):
@@ -100,11 +109,7 @@ def test_a_short_end_within_a_tenth_is_padded_not_a_failure(tmp_path):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_batches_leave_out_what_fails_to_decode_and_list_it(tmp_path, workers):
-    folder = tmp_path / "clips"
-    for i in range(3):
-        write_clip(folder / f"good{i}.mp4", frames=8, seed=i)
-    for name in DAMAGED:
-        damaged(folder / name)
+    folder = good_and_damaged(tmp_path / "clips")
     data = module(tmp_path, predict_path=str(folder), batch_size=5, num_workers=workers)
     data.setup("predict")
     batch = next(iter(data.predict_dataloader()))
@@ -137,11 +142,7 @@ def test_on_bad_video_error_stops_at_the_first_that_fails_to_decode(tmp_path):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_predict_writes_every_good_video_and_names_the_others_once(tmp_path, monkeypatch, checkpoint, workers):
     monkeypatch.chdir(tmp_path)
-    folder = tmp_path / "clips"
-    for i in range(3):
-        write_clip(folder / f"good{i}.mp4", frames=8, seed=i)
-    for name in DAMAGED:
-        damaged(folder / name)
+    folder = good_and_damaged(tmp_path / "clips")
     messages = run_quietly(["predict", *FAST, f"--data.cache_dir={tmp_path / 'cache'}",
                             f"--data.predict_path={folder}", f"--data.num_workers={workers}",
                             "--prediction_writer.path=out.csv", f"--ckpt_path={checkpoint}"])
@@ -444,11 +445,7 @@ def test_the_command_line_refuses_a_checkpoint_of_other_classes(tmp_path, monkey
 
 
 def test_under_ddp_every_good_prediction_is_written_and_the_skipped_are_named_once(tmp_path, checkpoint):
-    folder = tmp_path / "clips"
-    for i in range(3):
-        write_clip(folder / f"good{i}.mp4", frames=8, seed=i)
-    for name in DAMAGED:
-        damaged(folder / name)
+    folder = good_and_damaged(tmp_path / "clips")
     ddp = ["--config", str(ROOT / "configs/trainer/ddp.yaml"), "--trainer.accelerator=cpu", "--trainer.devices=2"]
     done = run_app(["predict", *FAST, *ddp, f"--data.cache_dir={tmp_path / 'cache'}", f"--data.predict_path={folder}",
                     f"--ckpt_path={checkpoint}", f"--prediction_writer.path={tmp_path / 'out.csv'}"], tmp_path,
