@@ -30,7 +30,7 @@ from apps.video.data.layouts import (
     ucf101_classes,
 )
 from apps.video.data.messages import bad_video_error, class_mismatch, none_readable, skipped_warning
-from apps.video.data.options import check_options
+from apps.video.data.options import check_video_options
 from apps.video.data.render import GENERATED_CLASSES, generate_clips, generated_folder
 
 
@@ -90,7 +90,7 @@ class VideoDataModule(AppData):
         """
         super().__init__()
         defaults = {n: p.default for n, p in inspect.signature(VideoDataModule.__init__).parameters.items()}
-        check_options(dict(self.hparams), defaults)
+        check_video_options(dict(self.hparams), defaults)
         self._class_names: list[str] | None = None
         self._videos: dict[str, list[Video]] | None = None
         self._bad: dict[str, list[tuple[str, str]]] = {}

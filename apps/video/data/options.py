@@ -13,7 +13,7 @@ POSITIVE = ("num_frames", "frame_size", "test_clips", "batch_size", "index_worke
 NOT_NEGATIVE = ("num_workers", "decode_threads")
 
 
-def check_options(options: dict, defaults: dict) -> None:
+def check_video_options(options: dict, defaults: dict) -> None:
     """Raises a UserError for the first wrong option of ``options`` (the data module's arguments); ``defaults`` are
     their defaults: an option the dataset does not read is wrong only when set to something else."""
     dataset = options["dataset"]
