@@ -10,8 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# One thread per test process, for the tests and the apps they start: `make test` runs one process per core, and the
+# tiny models gain nothing from more threads.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
+
 ETT_COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
 #: tiny model and few batches: every CLI run in the tests takes seconds
 FAST = ["--trainer.enable_progress_bar=false", "--data.length=1500", "--data.batch_size=16", "--model.hidden_size=16"]

@@ -36,8 +36,6 @@ from apps.video.data import (
 from tests.conftest import ROOT
 from tests.video_files import write_clip
 
-torch.set_num_threads(1)
-
 
 def module(tmp_path: Path, **options) -> VideoDataModule:
     defaults = {"num_frames": 4, "frame_size": 16, "batch_size": 4, "cache_dir": str(tmp_path / "cache"),

@@ -20,8 +20,6 @@ from apps.video.model import VideoModel
 from tests.conftest import ROOT, run_app
 from tests.video_files import cut_off, punch_hole, write_clip
 
-torch.set_num_threads(1)
-
 FAST = ["--trainer.enable_progress_bar=false", "--data.num_frames=4", "--data.frame_size=16", "--data.batch_size=2",
         "--model.hidden_size=8", "--data.index_workers=1", "--trainer.max_epochs=1"]
 #: the two ways a file passes the index and then fails to decode: an AVI cut off (its header promises 16 frames,
