@@ -165,6 +165,8 @@ def test_image_files_from_a_folder_or_a_list(tmp_path):
     ({"max_objects": 0}, r"--data.max_objects must be 1 to 9, got 0"),
     ({"on_bad_image": "ignore"}, r"--data.on_bad_image must be 'skip' or 'error', got 'ignore'"),
     ({"dataset": "flickr"}, r"--data.dataset: unknown dataset 'flickr'"),
+    ({"batch_size": 0}, r"--data\.batch_size is 0; expected at least 1"),  # apps.common.data's check, at build time
+    ({"num_workers": -1}, r"--data\.num_workers is -1; expected 0 or more"),
 ])
 def test_degenerate_data_options_are_one_error_naming_the_option(options, message):
     with pytest.raises(UserError, match=message):

@@ -155,7 +155,7 @@ def test_tokenizers_put_specials_first_and_round_trip(kind, tmp_path):
     ({"max_length": 0}, r"--data\.max_length is 0; expected at least 1 token"),
     ({"max_length": -3}, r"--data\.max_length is -3; expected at least 1 token"),
     ({"batch_size": 0}, r"--data\.batch_size is 0; expected at least 1"),
-    ({"num_workers": -1}, r"--data\.num_workers is -1; expected at least 0"),
+    ({"num_workers": -1}, r"--data\.num_workers is -1; expected 0 or more"),
     ({"generated_sizes": (300, 0, 41)}, r"--data\.generated_sizes is \(300, 0, 41\); expected at least 1 pair in each"),
     ({"generated_sizes": (0, 41, 41)}, r"--data\.generated_sizes is \(0, 41, 41\)"),
     ({"val_fraction": 0.0}, r"--data\.val_fraction is 0\.0; expected in \(0, 1 - test_fraction\)"),

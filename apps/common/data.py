@@ -33,6 +33,9 @@ class AppData(pl.LightningDataModule):
     def __init__(self) -> None:
         super().__init__()
         self.save_hyperparameters()
+        hp = self.hparams  # the loader options of every app (num_workers where it loads with workers), before any work
+        check_options({name: (hp[name], hp[name] >= least, expected) for name, least, expected in
+                       (("batch_size", 1, "at least 1"), ("num_workers", 0, "0 or more")) if name in hp})
         self.splits: dict[str, Dataset] = {}
         #: the checkpoint the command restores (set by the launcher)
         self.checkpoint_path: str | None = None
@@ -58,8 +61,6 @@ class AppData(pl.LightningDataModule):
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
         """A plain DataLoader of a split (Lightning adds the distributed sampler), persistent workers."""
         hp = self.hparams
-        check_options({"batch_size": (hp.batch_size, hp.batch_size >= 1, "at least 1"),
-                       "num_workers": (hp.num_workers, hp.num_workers >= 0, "0 or more")})
         return DataLoader(self.splits[split], batch_size=hp.batch_size, shuffle=shuffle, collate_fn=self.collate,
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
 

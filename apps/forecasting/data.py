@@ -125,12 +125,10 @@ class ForecastingData(AppData):
             if value not in allowed:
                 raise UserError(f"--data.{key} is {value!r}; expected one of {allowed}")
         positive = {"input_length": input_length, "horizon": horizon, "mase_season": mase_season,
-                    "batch_size": batch_size, "num_series": num_series, "length": length}
+                    "num_series": num_series, "length": length}
         for key, value in positive.items():
             if value < 1:
                 raise UserError(f"--data.{key} is {value}; expected a positive number")
-        if num_workers < 0:
-            raise UserError(f"--data.num_workers is {num_workers}; expected 0 or more")
         if fill_gaps and nan_policy == "error":
             raise UserError("--data.fill_gaps inserts rows of missing values: choose how to fill them with "
                             "--data.nan_policy=ffill or interpolate")

@@ -103,7 +103,6 @@ class LanguageModelData(AppData):
                            "to be left out with --data.tokenizer char (it takes every character of the text)"
                            if tokenizer == "char" else f"at least {smallest} for --data.tokenizer {tokenizer}"),
             "bptt": (bptt, bptt >= 1, "at least 1"),
-            "batch_size": (batch_size, batch_size >= 1, "at least 1"),
             "val_ratio": (val_ratio, val_ratio > 0 and val_ratio + test_ratio < 1, "in (0, 1 - test_ratio)"),
             "test_ratio": (test_ratio, test_ratio >= 0, "at least 0"),
             "stdlib_chars": (stdlib_chars, stdlib_chars >= 1, "at least 1"),

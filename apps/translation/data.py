@@ -163,8 +163,6 @@ class TranslationDataModule(AppData):
                            f"more than {len(SPECIALS)}: the special tokens {', '.join(SPECIALS)} and subwords"),
             "max_length": (max_length, max_length >= 1, "at least 1 token"),
             "empty_lines": (empty_lines, empty_lines in ("skip", "error"), "skip or error"),
-            "batch_size": (batch_size, batch_size >= 1, "at least 1"),
-            "num_workers": (num_workers, num_workers >= 0, "at least 0"),
             "generated_sizes": (generated_sizes, min(generated_sizes) >= 1,
                                 "at least 1 pair in each of train, validation and test"),
             "val_fraction": (val_fraction, val_fraction > 0 and val_fraction + test_fraction < 1,

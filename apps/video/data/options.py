@@ -9,8 +9,9 @@ from apps.common.errors import UserError
 
 DATASETS = ("generated", "ucf101", "hmdb51", "folder")
 #: the options that must be at least 1, and those that must be at least 0
-POSITIVE = ("num_frames", "frame_size", "test_clips", "batch_size", "index_workers")
-NOT_NEGATIVE = ("num_workers", "decode_threads")
+#: (batch_size and num_workers: apps.common.data checks them for every app)
+POSITIVE = ("num_frames", "frame_size", "test_clips", "index_workers")
+NOT_NEGATIVE = ("decode_threads",)
 
 
 def check_video_options(options: dict, defaults: dict) -> None:
